@@ -1,0 +1,1120 @@
+/*
+ * pipeline.c — the durable message path (see pipeline.h for the picture).
+ *
+ * Batches: MOs, submit outcomes and receipts each collect in an open batch
+ * that commits when it reaches [database] batch_max or after batch_wait_ms,
+ * whichever comes first: one round trip and one commit for many messages.
+ *
+ * Per-subscriber order: `busy` maps a number to the MOs of that number that
+ * are in flight or waiting. Only the head is in flight; the others wait,
+ * unacknowledged, and enter the next ingest batch once the head is applied.
+ */
+#include "pipeline.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "content.h"
+#include "flow.h"
+#include "log.h"
+#include "store.h"
+#include "strbuf.h"
+
+#define BUSY_BUCKETS 65536
+#define MT_CLAIM_BATCH 512
+#define MT_PENDING_LOW 256 /* claim more bulk once fewer than this wait */
+
+struct mo_item {
+	struct mo_item *next;     /* in a batch, or in its subscriber's queue */
+	struct mo_item *sub_next;
+	char link[MSG_LINK_MAX];
+	char smsc_id[MSG_SMSC_ID_MAX];
+	char from[MSG_MSISDN_MAX];
+	char to[MSG_ADDR_MAX];
+	char *text;
+	bool partial;
+	int n_acks;
+	struct msg_ack *acks;
+	int64_t mo_id;            /* after ingest */
+};
+
+/* MOs of one number: head in flight, the rest waiting. */
+struct busy {
+	struct busy *next;
+	char msisdn[MSG_MSISDN_MAX];
+	struct mo_item *head, *tail;
+};
+
+struct mo_batch {
+	struct pipeline *p;
+	struct mo_item *head, *tail;
+	int n;
+};
+
+struct mt_item {
+	struct mt_item *next;
+	struct msg_mt mt;
+	char *text;
+};
+
+struct mt_queue {
+	struct mt_item *head, *tail;
+	int n;
+};
+
+struct result_batch {
+	struct strbuf mt, part, nparts, link, status, smsc;
+	int n;
+};
+
+struct dlr_batch {
+	struct strbuf link, smsc, state, err;
+	struct msg_ack *acks;
+	int n, cap;
+};
+
+struct pipeline {
+	struct event_base *base;
+	const struct sg_config *cfg;
+	struct store *st;
+	const struct gw_ops *gw;
+	void *gwarg;
+	const struct content *content;
+	struct flow_cfg fcfg;
+	char owner[64];
+	uint32_t rng;
+
+	struct busy *busy[BUSY_BUCKETS];
+	struct mo_batch *open_mo;       /* collecting */
+	struct event *mo_timer;
+
+	struct mt_queue pending[MSG_PRIO_COUNT]; /* claimed or replied, not yet taken by a link */
+	bool claiming[MSG_PRIO_COUNT];
+	struct event *pump_timer;
+	bool recovering;
+
+	struct result_batch res;
+	struct event *res_timer;
+	struct dlr_batch dlr;
+	struct event *dlr_timer;
+
+	int in_flight;                  /* batches sent to the store */
+	void (*stop_cb)(void *);
+	void *stop_arg;
+	bool stopping;
+	struct pipeline_stats stats;
+};
+
+static void mo_batch_flush(struct pipeline *p);
+static void mt_push_pending(struct pipeline *p, enum msg_prio prio);
+static void pipeline_check_stop(struct pipeline *p);
+
+int64_t
+pipeline_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static uint32_t
+pipeline_rand(struct pipeline *p)
+{
+	uint32_t x = p->rng; /* xorshift32 */
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return p->rng = x;
+}
+
+static void
+arm_timer(struct event *ev, int ms)
+{
+	if (evtimer_pending(ev, NULL))
+		return;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(ev, &tv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Subscribers in flight                                              */
+
+static unsigned
+busy_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % BUSY_BUCKETS;
+}
+
+static struct busy **
+busy_find(struct pipeline *p, const char *msisdn)
+{
+	struct busy **b = &p->busy[busy_hash(msisdn)];
+	while (*b && strcmp((*b)->msisdn, msisdn) != 0)
+		b = &(*b)->next;
+	return b;
+}
+
+/* Queues m behind its number's earlier MOs; true when it may go now. */
+static bool
+busy_enter(struct pipeline *p, struct mo_item *m)
+{
+	struct busy **slot = busy_find(p, m->from);
+	if (*slot == NULL) {
+		struct busy *b = calloc(1, sizeof *b);
+		if (b == NULL)
+			fatal("out of memory");
+		snprintf(b->msisdn, sizeof b->msisdn, "%s", m->from);
+		b->head = b->tail = m;
+		*slot = b;
+		return true;
+	}
+	(*slot)->tail->sub_next = m;
+	(*slot)->tail = m;
+	p->stats.mo_waiting++;
+	return false;
+}
+
+/* The head MO of its number is done: returns the next one to run, if any. */
+static struct mo_item *
+busy_leave(struct pipeline *p, const char *msisdn)
+{
+	struct busy **slot = busy_find(p, msisdn);
+	struct busy *b = *slot;
+	if (b == NULL)
+		return NULL;
+	struct mo_item *next = b->head->sub_next;
+	if (next == NULL) {
+		*slot = b->next;
+		free(b);
+		return NULL;
+	}
+	b->head = next;
+	p->stats.mo_waiting--;
+	return next;
+}
+
+/* ------------------------------------------------------------------ */
+/* MO items                                                           */
+
+static void
+mo_item_free(struct mo_item *m)
+{
+	if (m == NULL)
+		return;
+	free(m->text);
+	free(m->acks);
+	free(m);
+}
+
+static struct mo_item *
+mo_item_new(const struct msg_mo *mo)
+{
+	struct mo_item *m = calloc(1, sizeof *m);
+	if (m == NULL)
+		fatal("out of memory");
+	snprintf(m->link, sizeof m->link, "%s", mo->link);
+	snprintf(m->smsc_id, sizeof m->smsc_id, "%s", mo->smsc_id);
+	snprintf(m->from, sizeof m->from, "%s", mo->from);
+	snprintf(m->to, sizeof m->to, "%s", mo->to);
+	m->text = strndup(mo->text ? mo->text : "", mo->text ? mo->text_len : 0);
+	m->partial = mo->partial;
+	m->n_acks = mo->n_acks;
+	m->acks = calloc((size_t)(mo->n_acks > 0 ? mo->n_acks : 1), sizeof *m->acks);
+	if (m->text == NULL || m->acks == NULL)
+		fatal("out of memory");
+	if (mo->n_acks > 0)
+		memcpy(m->acks, mo->acks, (size_t)mo->n_acks * sizeof *m->acks);
+	return m;
+}
+
+static void
+mo_ack(struct pipeline *p, struct mo_item *m, uint32_t status)
+{
+	if (m->n_acks > 0)
+		p->gw->ack(p->gwarg, m->acks, m->n_acks, status);
+	m->n_acks = 0; /* acknowledged once */
+}
+
+/* m is finished (applied, refused or failed): release its number. */
+static void
+mo_done(struct pipeline *p, struct mo_item *m)
+{
+	struct mo_item *next = busy_leave(p, m->from);
+	mo_item_free(m);
+	if (next == NULL)
+		return;
+	struct mo_batch *b = p->open_mo;
+	if (b == NULL) {
+		b = p->open_mo = calloc(1, sizeof *b);
+		if (b == NULL)
+			fatal("out of memory");
+		b->p = p;
+	}
+	next->next = NULL;
+	if (b->tail)
+		b->tail->next = next;
+	else
+		b->head = next;
+	b->tail = next;
+	b->n++;
+	arm_timer(p->mo_timer, p->cfg->db_batch_wait_ms);
+}
+
+/* ------------------------------------------------------------------ */
+/* Inbound: ingest -> ack -> flow -> apply                            */
+
+static void
+mo_core_cb(void *core, const struct msg_mo *mo)
+{
+	struct pipeline *p = core;
+	struct mo_item *m = mo_item_new(mo);
+
+	p->stats.mo_received++;
+	if (p->stopping || store_up(p->st) == 0) {
+		/* nothing committed: a temporary error makes the SMSC retry */
+		p->stats.mo_refused++;
+		mo_ack(p, m, (uint32_t)p->cfg->mo_temp_error);
+		mo_item_free(m);
+		return;
+	}
+	if (!busy_enter(p, m))
+		return; /* waits behind an earlier MO of the same number */
+	struct mo_batch *b = p->open_mo;
+	if (b == NULL) {
+		b = p->open_mo = calloc(1, sizeof *b);
+		if (b == NULL)
+			fatal("out of memory");
+		b->p = p;
+	}
+	if (b->tail)
+		b->tail->next = m;
+	else
+		b->head = m;
+	b->tail = m;
+	if (++b->n >= p->cfg->db_batch_max)
+		mo_batch_flush(p);
+	else
+		arm_timer(p->mo_timer, p->cfg->db_batch_wait_ms);
+}
+
+static void
+mo_batch_fail(struct pipeline *p, struct mo_batch *b, const char *why)
+{
+	log_warn("pipeline", "%d MO not committed (%s): temporary error to the SMSC", b->n, why);
+	struct mo_item *m = b->head;
+	while (m) {
+		struct mo_item *next = m->next;
+		p->stats.mo_refused++;
+		mo_ack(p, m, (uint32_t)p->cfg->mo_temp_error);
+		mo_done(p, m);
+		m = next;
+	}
+	free(b);
+}
+
+static void
+parse_int_list(const char *s, int *out, int n)
+{
+	for (int i = 0; i < n; i++)
+		out[i] = -1;
+	for (int i = 0; s && *s && i < n; i++) {
+		out[i] = atoi(s);
+		s = strchr(s, ',');
+		if (s == NULL)
+			break;
+		s++;
+	}
+}
+
+/* Fills a flow snapshot from columns off.. of row r (sg_sub_snapshot order). */
+static void
+snapshot_from_row(PGresult *res, int r, int off, const char *msisdn, bool is_new,
+                  struct flow_sub *s)
+{
+	int passed[FLOW_SKILLS];
+	memset(s, 0, sizeof *s);
+	snprintf(s->msisdn, sizeof s->msisdn, "%s", msisdn);
+	snprintf(s->lang, sizeof s->lang, "%s", PQgetvalue(res, r, off + 0));
+	s->opted_out = PQgetvalue(res, r, off + 1)[0] == 't';
+	s->is_new = is_new;
+	snprintf(s->state, sizeof s->state, "%s", PQgetvalue(res, r, off + 2));
+	s->state_at = atoll(PQgetvalue(res, r, off + 3));
+	s->help_at = atoll(PQgetvalue(res, r, off + 4));
+	snprintf(s->household, sizeof s->household, "%s", PQgetvalue(res, r, off + 5));
+	s->household_covered = PQgetvalue(res, r, off + 6)[0] == 't';
+	s->household_members = atoi(PQgetvalue(res, r, off + 7));
+	s->household_skills = (uint8_t)atoi(PQgetvalue(res, r, off + 8));
+	parse_int_list(PQgetvalue(res, r, off + 9), s->self_level, FLOW_SKILLS);
+	parse_int_list(PQgetvalue(res, r, off + 10), s->best_quiz, FLOW_SKILLS);
+	parse_int_list(PQgetvalue(res, r, off + 11), passed, FLOW_SKILLS);
+	for (int i = 0; i < FLOW_SKILLS; i++)
+		s->quiz_passed[i] = passed[i] == 1;
+}
+
+/* What the flow engine decided for one MO, as an element of sg_mo_apply's input. */
+static json_t *
+flow_to_json(const struct mo_item *m, int64_t mo_id, const struct flow_result *fr,
+             const char *src)
+{
+	json_t *replies = json_array(), *ev = json_array();
+	for (int i = 0; i < fr->n_replies; i++)
+		json_array_append_new(replies, json_string(fr->reply[i]));
+	for (int i = 0; i < fr->n_events; i++) {
+		const struct flow_event *e = &fr->events[i];
+		json_array_append_new(ev, json_pack("[i s i b]", e->skill,
+		                                    e->kind == FLOW_EV_SELF ? "self" : "quiz",
+		                                    e->value, e->passed));
+	}
+	return json_pack("{s:I s:s s:s s:s s:s s:b s:s s:i s:b s:s s:s s:s s:o s:o s:s}", "mo",
+	                 (json_int_t)mo_id, "msisdn", m->from, "src", src, "dest", m->to,
+	                 "state", fr->state, "sc", fr->state_changed, "lang", fr->lang, "opt",
+	                 fr->opt, "help", fr->help_sent, "join", fr->join_code, "rok",
+	                 fr->reply_join_ok, "runk", fr->reply_join_unknown, "replies", replies,
+	                 "ev", ev, "link", m->link);
+}
+
+struct apply_ctx {
+	struct pipeline *p;
+	struct mo_item *items; /* list via next; released when applied */
+};
+
+static void
+mt_enqueue(struct pipeline *p, const struct msg_mt *mt)
+{
+	struct mt_item *it = calloc(1, sizeof *it);
+	if (it == NULL)
+		fatal("out of memory");
+	it->mt = *mt;
+	it->text = strdup(mt->text);
+	if (it->text == NULL)
+		fatal("out of memory");
+	it->mt.text = it->text;
+	struct mt_queue *q = &p->pending[mt->prio];
+	if (q->tail)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	q->n++;
+}
+
+/* Rows of (id, msisdn, text, ..., link, ussd_session, ussd_end) -> gateway. */
+static void
+mt_from_rows(struct pipeline *p, PGresult *res, enum msg_prio prio, int c_id, int c_to,
+             int c_text, int c_link, int c_from, int c_fold)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		struct msg_mt mt;
+		memset(&mt, 0, sizeof mt);
+		mt.id = atoll(PQgetvalue(res, r, c_id));
+		snprintf(mt.to, sizeof mt.to, "%s", PQgetvalue(res, r, c_to));
+		mt.text = PQgetvalue(res, r, c_text);
+		mt.prio = prio;
+		if (c_link >= 0)
+			snprintf(mt.link, sizeof mt.link, "%s", PQgetvalue(res, r, c_link));
+		if (c_from >= 0)
+			snprintf(mt.from, sizeof mt.from, "%s", PQgetvalue(res, r, c_from));
+		if (c_fold >= 0)
+			mt.fold = PQgetvalue(res, r, c_fold)[0] == 't';
+		mt_enqueue(p, &mt);
+		p->stats.mt_queued++;
+	}
+	mt_push_pending(p, prio);
+}
+
+static void
+apply_cb(void *arg, PGresult *res, const char *err)
+{
+	struct apply_ctx *a = arg;
+	struct pipeline *p = a->p;
+	p->in_flight--;
+	if (res == NULL)
+		log_warn("pipeline", "apply failed (%s): MOs stay pending until recovery", err);
+	else
+		mt_from_rows(p, res, MSG_PRIO_INTERACTIVE, 0, 1, 2, 4, -1, -1);
+	struct mo_item *m = a->items;
+	while (m) {
+		struct mo_item *next = m->next;
+		mo_done(p, m);
+		m = next;
+	}
+	free(a);
+	mo_batch_flush(p);
+	pipeline_check_stop(p);
+}
+
+/* One MO as the database returned it: status and subscriber snapshot. */
+struct mo_row {
+	const char *status; /* "new", "duplicate", "looping" */
+	struct flow_sub sub;
+};
+
+/* Runs the flow engine on each new MO of items (rows[i] for the i-th) and applies it. */
+static void
+mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *rows)
+{
+	struct apply_ctx *a = calloc(1, sizeof *a);
+	json_t *arr = json_array();
+	struct flow_result *fr = malloc(sizeof *fr);
+	if (a == NULL || fr == NULL || arr == NULL)
+		fatal("out of memory");
+	a->p = p;
+	a->items = items;
+	int64_t now = pipeline_now();
+	int r = 0;
+	for (struct mo_item *m = items; m; m = m->next, r++) {
+		if (strcmp(rows[r].status, "duplicate") == 0) {
+			p->stats.mo_duplicates++;
+			continue;
+		}
+		if (strcmp(rows[r].status, "looping") == 0) {
+			char mb[32];
+			p->stats.mo_looping++;
+			log_warn("pipeline", "loop guard: no reply to %s (same text too often)",
+			         log_msisdn(m->from, mb, sizeof mb));
+			continue;
+		}
+		flow_handle_sms(p->content, &p->fcfg, &rows[r].sub, m->text, now, pipeline_rand(p),
+		                fr);
+		json_array_append_new(arr, flow_to_json(m, m->mo_id, fr, "sms"));
+	}
+	free(fr);
+	char *js = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	const char *rule = p->fcfg.rule == FLOW_RULE_SELF   ? "self"
+	                   : p->fcfg.rule == FLOW_RULE_QUIZ ? "quiz"
+	                                                    : "both";
+	const char *params[] = {js, rule, p->owner};
+	p->in_flight++;
+	uint64_t id = store_query(p->st, "SELECT * FROM sg_mo_apply($1::jsonb, $2, $3)", 3, params,
+	                          apply_cb, a);
+	free(js);
+	if (id == 0)
+		apply_cb(a, NULL, "store refused");
+}
+
+static void
+ingest_cb(void *arg, PGresult *res, const char *err)
+{
+	struct mo_batch *b = arg;
+	struct pipeline *p = b->p;
+	p->in_flight--;
+	if (res == NULL || PQntuples(res) != b->n) {
+		mo_batch_fail(p, b, res == NULL ? err : "short result");
+		pipeline_check_stop(p);
+		return;
+	}
+	/* committed: acknowledge every MO of the batch, duplicates included */
+	for (struct mo_item *m = b->head; m; m = m->next)
+		mo_ack(p, m, 0);
+	p->stats.mo_committed += (uint64_t)b->n;
+	/* columns: idx, mo_id, status, is_new, then the snapshot from 4 */
+	struct mo_row *rows = calloc((size_t)b->n, sizeof *rows);
+	if (rows == NULL)
+		fatal("out of memory");
+	int r = 0;
+	for (struct mo_item *m = b->head; m; m = m->next, r++) {
+		m->mo_id = atoll(PQgetvalue(res, r, 1));
+		rows[r].status = PQgetvalue(res, r, 2);
+		if (strcmp(rows[r].status, "new") == 0)
+			snapshot_from_row(res, r, 4, m->from, PQgetvalue(res, r, 3)[0] == 't',
+			                  &rows[r].sub);
+	}
+	mo_run_flows(p, b->head, rows);
+	free(rows);
+	free(b);
+	pipeline_check_stop(p);
+}
+
+static void
+mo_batch_flush(struct pipeline *p)
+{
+	struct mo_batch *b = p->open_mo;
+	if (b == NULL || b->n == 0)
+		return;
+	p->open_mo = NULL;
+	evtimer_del(p->mo_timer);
+
+	struct strbuf a[6];
+	for (int i = 0; i < 6; i++) {
+		strbuf_init(&a[i]);
+		strbuf_pgarr_begin(&a[i]);
+	}
+	for (struct mo_item *m = b->head; m; m = m->next) {
+		strbuf_pgarr_elem(&a[0], m->link);
+		strbuf_pgarr_elem(&a[1], m->smsc_id);
+		strbuf_pgarr_elem(&a[2], m->from);
+		strbuf_pgarr_elem(&a[3], m->to);
+		strbuf_pgarr_elem(&a[4], m->text);
+		strbuf_pgarr_elem(&a[5], m->partial ? "t" : "f");
+	}
+	char dd[16], lm[16], lw[16];
+	snprintf(dd, sizeof dd, "%d", p->cfg->dedupe_window);
+	snprintf(lm, sizeof lm, "%d", p->cfg->loop_max);
+	snprintf(lw, sizeof lw, "%d", p->cfg->loop_window);
+	const char *params[9];
+	for (int i = 0; i < 6; i++) {
+		strbuf_pgarr_end(&a[i]);
+		params[i] = a[i].s;
+	}
+	params[6] = dd;
+	params[7] = lm;
+	params[8] = lw;
+	uint64_t id = store_query(p->st,
+	                          "SELECT * FROM sg_mo_ingest($1::text[], $2::text[], $3::text[], "
+	                          "$4::text[], $5::text[], $6::boolean[], $7, $8, $9)",
+	                          9, params, ingest_cb, b);
+	for (int i = 0; i < 6; i++)
+		strbuf_free(&a[i]);
+	if (id == 0) {
+		mo_batch_fail(p, b, "database unavailable");
+		return;
+	}
+	p->in_flight++;
+}
+
+static void
+mo_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	mo_batch_flush(arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery                                                           */
+
+/*
+ * MOs committed but never processed (a crash, or the database lost between
+ * ingest and apply). Numbers already in flight are skipped: their rows stay
+ * 'received' and the next recovery takes them.
+ */
+static void
+recover_mo_cb(void *arg, PGresult *res, const char *err)
+{
+	struct pipeline *p = arg;
+	p->in_flight--;
+	if (res == NULL) {
+		log_warn("pipeline", "recovery of pending MOs failed: %s", err);
+		pipeline_check_stop(p);
+		return;
+	}
+	int n = PQntuples(res);
+	struct mo_row *rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
+	if (rows == NULL)
+		fatal("out of memory");
+	struct mo_item *head = NULL, *tail = NULL;
+	int k = 0;
+	for (int r = 0; r < n; r++) {
+		/* sg_mo_pending: mo_id, link, msisdn, dest, text, partial, snapshot from 6 */
+		if (*busy_find(p, PQgetvalue(res, r, 2)) != NULL)
+			continue;
+		struct mo_item *m = calloc(1, sizeof *m);
+		if (m == NULL || (m->text = strdup(PQgetvalue(res, r, 4))) == NULL)
+			fatal("out of memory");
+		m->mo_id = atoll(PQgetvalue(res, r, 0));
+		snprintf(m->link, sizeof m->link, "%s", PQgetvalue(res, r, 1));
+		snprintf(m->from, sizeof m->from, "%s", PQgetvalue(res, r, 2));
+		snprintf(m->to, sizeof m->to, "%s", PQgetvalue(res, r, 3));
+		m->partial = PQgetvalue(res, r, 5)[0] == 't';
+		busy_enter(p, m);
+		rows[k].status = "new";
+		snapshot_from_row(res, r, 6, m->from, false, &rows[k].sub);
+		k++;
+		if (tail)
+			tail->next = m;
+		else
+			head = m;
+		tail = m;
+	}
+	if (k > 0) {
+		log_info("pipeline", "recovering %d committed but unprocessed MO", k);
+		mo_run_flows(p, head, rows);
+	}
+	free(rows);
+	pipeline_check_stop(p);
+}
+
+static void
+recover_mt_cb(void *arg, PGresult *res, const char *err)
+{
+	struct pipeline *p = arg;
+	p->in_flight--;
+	p->recovering = false;
+	if (res == NULL)
+		log_warn("pipeline", "recovery of in-flight MTs failed: %s", err);
+	else if (atoll(PQgetvalue(res, 0, 0)) > 0)
+		log_warn("pipeline", "%s MT were in flight at a crash: sent again, marked maybe_duplicate",
+		         PQgetvalue(res, 0, 0));
+	arm_timer(p->pump_timer, 0);
+	pipeline_check_stop(p);
+}
+
+void
+pipeline_recover(struct pipeline *p)
+{
+	const char *owner[] = {p->owner};
+	const char *lim[] = {"1000"};
+	p->recovering = true;
+	if (store_query(p->st, "SELECT sg_mt_recover($1)", 1, owner, recover_mt_cb, p) != 0)
+		p->in_flight++;
+	else
+		p->recovering = false;
+	if (store_query(p->st, "SELECT * FROM sg_mo_pending($1)", 1, lim, recover_mo_cb, p) != 0)
+		p->in_flight++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Outbound: pending queues -> gateway, claims from the outbox          */
+
+/* Hands pending MTs of prio to the gateway until a link says "full". */
+static void
+mt_push_pending(struct pipeline *p, enum msg_prio prio)
+{
+	struct mt_queue *q = &p->pending[prio];
+	while (q->head) {
+		struct mt_item *it = q->head;
+		int rc = p->gw->submit(p->gwarg, &it->mt);
+		if (rc == -1)
+			return; /* link full: core_ops.ready brings us back */
+		if (rc == -2) {
+			/* no link can carry it: fail it with a recorded status */
+			struct msg_mt_result r;
+			memset(&r, 0, sizeof r);
+			r.mt_id = it->mt.id;
+			r.part = r.nparts = 1;
+			r.status = 0xFFFFFFFFu; /* no route */
+			snprintf(r.link, sizeof r.link, "%s", "");
+			char mb[32];
+			log_warn("pipeline", "MT %lld to %s: no bound link can carry it",
+			         (long long)it->mt.id, log_msisdn(it->mt.to, mb, sizeof mb));
+			pipeline_core_ops()->mt_result(p, &r);
+		} else {
+			p->stats.mt_submitted++;
+		}
+		q->head = it->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		q->n--;
+		free(it->text);
+		free(it);
+	}
+}
+
+struct claim_ctx {
+	struct pipeline *p;
+	enum msg_prio prio;
+};
+
+static void
+claim_cb(void *arg, PGresult *res, const char *err)
+{
+	struct claim_ctx *c = arg;
+	struct pipeline *p = c->p;
+	enum msg_prio prio = c->prio;
+	free(c);
+	p->in_flight--;
+	p->claiming[prio] = false;
+	if (res == NULL) {
+		log_warn("pipeline", "claiming queued MTs failed: %s", err);
+	} else {
+		/* id, msisdn, source, text, priority, fold, link, ussd_session, ussd_end */
+		mt_from_rows(p, res, prio, 0, 1, 3, 6, 2, 5);
+		if (PQntuples(res) == MT_CLAIM_BATCH)
+			arm_timer(p->pump_timer, 0); /* more where that came from */
+	}
+	pipeline_check_stop(p);
+}
+
+/* Claims queued MTs of prio when few are pending (bounded memory). */
+static void
+mt_claim(struct pipeline *p, enum msg_prio prio)
+{
+	if (p->claiming[prio] || p->recovering || p->stopping || store_up(p->st) == 0 ||
+	    p->pending[prio].n >= MT_PENDING_LOW)
+		return;
+	struct claim_ctx *c = malloc(sizeof *c);
+	if (c == NULL)
+		fatal("out of memory");
+	c->p = p;
+	c->prio = prio;
+	char pr[4], lim[16];
+	snprintf(pr, sizeof pr, "%d", (int)prio);
+	snprintf(lim, sizeof lim, "%d", MT_CLAIM_BATCH);
+	const char *params[] = {p->owner, pr, lim};
+	p->claiming[prio] = true;
+	p->in_flight++;
+	if (store_query(p->st, "SELECT * FROM sg_mt_claim($1, $2, $3)", 3, params, claim_cb, c) ==
+	    0) {
+		p->in_flight--;
+		p->claiming[prio] = false;
+		free(c);
+	}
+}
+
+static void
+pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pipeline *p = arg;
+	for (int prio = 0; prio < MSG_PRIO_COUNT; prio++) {
+		mt_push_pending(p, (enum msg_prio)prio);
+		mt_claim(p, (enum msg_prio)prio);
+	}
+	struct timeval tv = {0, 200 * 1000};
+	evtimer_add(p->pump_timer, &tv);
+}
+
+static void
+ready_core_cb(void *core, const char *link, enum msg_prio prio)
+{
+	struct pipeline *p = core;
+	mt_push_pending(p, prio);
+	if (prio == MSG_PRIO_BULK)
+		mt_claim(p, prio);
+}
+
+/* ------------------------------------------------------------------ */
+/* submit_sm outcomes and receipts, committed in batches                */
+
+static void
+res_init(struct result_batch *b)
+{
+	struct strbuf *f[] = {&b->mt, &b->part, &b->nparts, &b->link, &b->status, &b->smsc};
+	for (int i = 0; i < 6; i++) {
+		strbuf_reset(f[i]);
+		strbuf_pgarr_begin(f[i]);
+	}
+	b->n = 0;
+}
+
+static void
+res_done_cb(void *arg, PGresult *res, const char *err)
+{
+	struct pipeline *p = arg;
+	p->in_flight--;
+	if (res == NULL)
+		log_warn("pipeline", "recording submit results failed: %s (receipts will still match)",
+		         err);
+	pipeline_check_stop(p);
+}
+
+static void
+res_flush(struct pipeline *p)
+{
+	struct result_batch *b = &p->res;
+	if (b->n == 0)
+		return;
+	evtimer_del(p->res_timer);
+	struct strbuf *f[] = {&b->mt, &b->part, &b->nparts, &b->link, &b->status, &b->smsc};
+	const char *params[6];
+	for (int i = 0; i < 6; i++) {
+		strbuf_pgarr_end(f[i]);
+		params[i] = f[i]->s;
+	}
+	p->in_flight++;
+	if (store_query(p->st,
+	                "SELECT sg_mt_results($1::bigint[], $2::int[], $3::int[], $4::text[], "
+	                "$5::int[], $6::text[])",
+	                6, params, res_done_cb, p) == 0) {
+		p->in_flight--;
+		log_warn("pipeline", "%d submit results not recorded: database unavailable", b->n);
+	}
+	res_init(b);
+}
+
+static void
+res_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	res_flush(arg);
+}
+
+static void
+mt_result_core_cb(void *core, const struct msg_mt_result *r)
+{
+	struct pipeline *p = core;
+	struct result_batch *b = &p->res;
+	char num[32];
+	if (r->status != 0 && r->temporary)
+		return; /* the gateway retries temporary errors itself */
+	if (r->status != 0) {
+		p->stats.mt_failed++;
+		log_info("pipeline", "MT %lld part %d/%d failed with status 0x%x", (long long)r->mt_id,
+		         r->part, r->nparts, r->status);
+	}
+	snprintf(num, sizeof num, "%lld", (long long)r->mt_id);
+	strbuf_pgarr_elem(&b->mt, num);
+	snprintf(num, sizeof num, "%d", r->part);
+	strbuf_pgarr_elem(&b->part, num);
+	snprintf(num, sizeof num, "%d", r->nparts);
+	strbuf_pgarr_elem(&b->nparts, num);
+	strbuf_pgarr_elem(&b->link, r->link);
+	snprintf(num, sizeof num, "%d", (int)r->status);
+	strbuf_pgarr_elem(&b->status, num);
+	strbuf_pgarr_elem(&b->smsc, r->smsc_id);
+	if (++b->n >= p->cfg->db_batch_max)
+		res_flush(p);
+	else
+		arm_timer(p->res_timer, p->cfg->db_batch_wait_ms);
+}
+
+static void
+dlr_reset(struct dlr_batch *b)
+{
+	struct strbuf *f[] = {&b->link, &b->smsc, &b->state, &b->err};
+	for (int i = 0; i < 4; i++) {
+		strbuf_reset(f[i]);
+		strbuf_pgarr_begin(f[i]);
+	}
+	b->n = 0;
+}
+
+struct dlr_ctx {
+	struct pipeline *p;
+	struct msg_ack *acks;
+	int n;
+};
+
+static void
+dlr_done_cb(void *arg, PGresult *res, const char *err)
+{
+	struct dlr_ctx *c = arg;
+	struct pipeline *p = c->p;
+	p->in_flight--;
+	if (res == NULL)
+		log_warn("pipeline", "%d receipts not committed (%s): temporary error", c->n, err);
+	p->gw->ack(p->gwarg, c->acks, c->n, res ? 0 : (uint32_t)p->cfg->mo_temp_error);
+	free(c->acks);
+	free(c);
+	pipeline_check_stop(p);
+}
+
+static void
+dlr_flush(struct pipeline *p)
+{
+	struct dlr_batch *b = &p->dlr;
+	if (b->n == 0)
+		return;
+	evtimer_del(p->dlr_timer);
+	struct dlr_ctx *c = malloc(sizeof *c);
+	if (c == NULL)
+		fatal("out of memory");
+	c->p = p;
+	c->acks = b->acks;
+	c->n = b->n;
+	b->acks = NULL;
+	b->cap = 0;
+	struct strbuf *f[] = {&b->link, &b->smsc, &b->state, &b->err};
+	const char *params[4];
+	for (int i = 0; i < 4; i++) {
+		strbuf_pgarr_end(f[i]);
+		params[i] = f[i]->s;
+	}
+	p->in_flight++;
+	if (store_query(p->st, "SELECT sg_dlr_apply($1::text[], $2::text[], $3::int[], $4::int[])",
+	                4, params, dlr_done_cb, c) == 0)
+		dlr_done_cb(c, NULL, "database unavailable");
+	dlr_reset(b);
+}
+
+static void
+dlr_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	dlr_flush(arg);
+}
+
+static void
+dlr_core_cb(void *core, const struct msg_dlr *d)
+{
+	struct pipeline *p = core;
+	struct dlr_batch *b = &p->dlr;
+	char num[16];
+	p->stats.dlr_received++;
+	if (p->stopping || store_up(p->st) == 0) {
+		p->gw->ack(p->gwarg, &d->ack, 1, (uint32_t)p->cfg->mo_temp_error);
+		return;
+	}
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 64;
+		b->acks = realloc(b->acks, (size_t)b->cap * sizeof *b->acks);
+		if (b->acks == NULL)
+			fatal("out of memory");
+	}
+	b->acks[b->n] = d->ack;
+	strbuf_pgarr_elem(&b->link, d->link);
+	strbuf_pgarr_elem(&b->smsc, d->smsc_id);
+	snprintf(num, sizeof num, "%d", (int)d->state);
+	strbuf_pgarr_elem(&b->state, num);
+	if (d->err >= 0)
+		snprintf(num, sizeof num, "%d", d->err);
+	strbuf_pgarr_elem(&b->err, d->err >= 0 ? num : NULL);
+	if (++b->n >= p->cfg->db_batch_max)
+		dlr_flush(p);
+	else
+		arm_timer(p->dlr_timer, p->cfg->db_batch_wait_ms);
+}
+
+static void
+ussd_core_cb(void *core, const struct msg_ussd *u)
+{
+	struct pipeline *p = core;
+	/* USSD dialogs are not handled yet (issue 7): acknowledge, answer nothing. */
+	log_info("pipeline", "USSD dialog step on %s ignored: USSD menus are not implemented yet",
+	         u->link);
+	p->gw->ack(p->gwarg, &u->ack, 1, 0);
+}
+
+static const struct core_ops pipeline_ops = {
+    .mo = mo_core_cb,
+    .dlr = dlr_core_cb,
+    .ussd = ussd_core_cb,
+    .mt_result = mt_result_core_cb,
+    .ready = ready_core_cb,
+};
+
+const struct core_ops *
+pipeline_core_ops(void)
+{
+	return &pipeline_ops;
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                         */
+
+static void
+pipeline_check_stop(struct pipeline *p)
+{
+	if (!p->stopping || p->stop_cb == NULL)
+		return;
+	if (p->in_flight > 0 || (p->open_mo && p->open_mo->n > 0) || p->res.n > 0 || p->dlr.n > 0)
+		return;
+	void (*fn)(void *) = p->stop_cb;
+	p->stop_cb = NULL;
+	fn(p->stop_arg);
+}
+
+void
+pipeline_stop(struct pipeline *p, void (*done)(void *arg), void *arg)
+{
+	p->stopping = true;
+	p->stop_cb = done;
+	p->stop_arg = arg;
+	evtimer_del(p->pump_timer);
+	mo_batch_flush(p);
+	res_flush(p);
+	dlr_flush(p);
+	pipeline_check_stop(p);
+}
+
+struct pipeline *
+pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store *st,
+             const struct gw_ops *gw, void *gwarg)
+{
+	struct pipeline *p = calloc(1, sizeof *p);
+	if (p == NULL)
+		fatal("out of memory");
+	p->base = base;
+	p->cfg = cfg;
+	p->st = st;
+	p->gw = gw;
+	p->gwarg = gwarg;
+	p->fcfg.pass_mark = cfg->pass_mark;
+	p->fcfg.quiz_length = cfg->quiz_length;
+	p->fcfg.rule = (enum flow_rule)cfg->proficiency_rule;
+	p->fcfg.idle_timeout = cfg->flow_idle_timeout;
+	p->fcfg.help_interval = cfg->help_interval;
+	if (cfg->instance_name[0])
+		snprintf(p->owner, sizeof p->owner, "%s", cfg->instance_name);
+	else if (gethostname(p->owner, sizeof p->owner - 1) != 0)
+		snprintf(p->owner, sizeof p->owner, "skillgated");
+	p->rng = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ 0x9e3779b9u;
+	if (p->rng == 0)
+		p->rng = 1;
+	p->mo_timer = evtimer_new(base, mo_timer_cb, p);
+	p->pump_timer = evtimer_new(base, pump_cb, p);
+	p->res_timer = evtimer_new(base, res_timer_cb, p);
+	p->dlr_timer = evtimer_new(base, dlr_timer_cb, p);
+	struct strbuf *f[] = {&p->res.mt,     &p->res.part, &p->res.nparts, &p->res.link,
+	                      &p->res.status, &p->res.smsc, &p->dlr.link,   &p->dlr.smsc,
+	                      &p->dlr.state,  &p->dlr.err};
+	for (int i = 0; i < 10; i++)
+		strbuf_init(f[i]);
+	res_init(&p->res);
+	dlr_reset(&p->dlr);
+	struct timeval tv = {0, 200 * 1000};
+	evtimer_add(p->pump_timer, &tv);
+	return p;
+}
+
+void
+pipeline_set_gateway(struct pipeline *p, void *gwarg)
+{
+	p->gwarg = gwarg;
+}
+
+void
+pipeline_set_content(struct pipeline *p, const struct content *c)
+{
+	p->content = c;
+}
+
+void
+pipeline_free(struct pipeline *p)
+{
+	if (p == NULL)
+		return;
+	event_free(p->mo_timer);
+	event_free(p->pump_timer);
+	event_free(p->res_timer);
+	event_free(p->dlr_timer);
+	for (int prio = 0; prio < MSG_PRIO_COUNT; prio++) {
+		struct mt_item *it = p->pending[prio].head;
+		while (it) {
+			struct mt_item *next = it->next;
+			free(it->text);
+			free(it);
+			it = next;
+		}
+	}
+	if (p->open_mo) {
+		struct mo_item *m = p->open_mo->head;
+		while (m) {
+			struct mo_item *next = m->next;
+			mo_item_free(m);
+			m = next;
+		}
+		free(p->open_mo);
+	}
+	for (int i = 0; i < BUSY_BUCKETS; i++) {
+		struct busy *b = p->busy[i];
+		while (b) {
+			struct busy *next = b->next;
+			struct mo_item *m = b->head ? b->head->sub_next : NULL;
+			while (m) { /* waiting, never batched */
+				struct mo_item *n2 = m->sub_next;
+				mo_item_free(m);
+				m = n2;
+			}
+			free(b);
+			b = next;
+		}
+	}
+	struct strbuf *f[] = {&p->res.mt,     &p->res.part, &p->res.nparts, &p->res.link,
+	                      &p->res.status, &p->res.smsc, &p->dlr.link,   &p->dlr.smsc,
+	                      &p->dlr.state,  &p->dlr.err};
+	for (int i = 0; i < 10; i++)
+		strbuf_free(f[i]);
+	free(p->dlr.acks);
+	free(p);
+}
+
+void
+pipeline_get_stats(const struct pipeline *p, struct pipeline_stats *out)
+{
+	*out = p->stats;
+	out->mt_pending = p->pending[0].n + p->pending[1].n;
+	out->batches_in_flight = p->in_flight;
+}

@@ -1,0 +1,307 @@
+/*
+ * main.c — skillgated: wires the modules together and owns the one
+ * event_base, the signals and the order of start-up and shutdown.
+ *
+ *   skillgated -c FILE [-f] [-t]
+ *     -c FILE  configuration (default config/skillgate.conf)
+ *     -t       check the configuration and the content, then exit:
+ *              0 when valid, 1 with "file:line: reason" lines otherwise
+ *     -f       stay in the foreground (log to stderr)
+ *
+ * Start-up order (each step needs the ones before it):
+ *   config -> logging -> content -> store (PostgreSQL pool) -> gateway
+ *   (SMPP links) -> pipeline (joins gateway and store) -> loop.
+ * SIGTERM/SIGINT: the gateway unbinds (in-flight responses awaited), the
+ * pipeline commits what it holds, the store drains, then the loop exits;
+ * shutdown_timeout bounds the whole. SIGHUP reloads the content and the log
+ * level; sessions and flows in progress are kept.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "content.h"
+#include "gateway.h"
+#include "http_api.h"
+#include "log.h"
+#include "pipeline.h"
+#include "scheduler.h"
+#include "store.h"
+
+struct daemon {
+	struct event_base *base;
+	struct sg_config cfg;
+	struct content *content;
+	struct store *store;
+	struct gateway *gw;
+	struct pipeline *pipe;
+	struct http_api *http;
+	struct sched *sched;
+	struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
+	bool stopping;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: skillgated [-c FILE] [-f] [-t]\n");
+	exit(2);
+}
+
+/* Warns when a file holding secrets can be read by anyone. */
+static void
+check_secret_file(const char *path)
+{
+	struct stat sb;
+	if (stat(path, &sb) == 0 && (sb.st_mode & S_IROTH))
+		log_warn("main", "%s is world-readable and holds passwords: chmod o-r it", path);
+}
+
+static int
+check_only(const char *path)
+{
+	struct sg_config *cfg = calloc(1, sizeof *cfg);
+	if (cfg == NULL)
+		return 1;
+	int errs = config_load(path, cfg, stdout);
+	if (errs == 0) {
+		int nerr = 0;
+		struct content *c = content_load(cfg->content_dir, stdout, &nerr);
+		content_free(c);
+		errs += nerr;
+	}
+	if (errs == 0)
+		printf("%s: ok\n", path);
+	free(cfg);
+	return errs == 0 ? 0 : 1;
+}
+
+static void
+stop_done(void *arg)
+{
+	struct daemon *d = arg;
+	log_info("main", "stopped cleanly");
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+stop_store_drained(void *arg)
+{
+	stop_done(arg);
+}
+
+static void
+stop_gateway_done(void *arg)
+{
+	struct daemon *d = arg;
+	store_drain(d->store, stop_store_drained, d);
+}
+
+static void
+stop_pipeline_done(void *arg)
+{
+	struct daemon *d = arg;
+	gateway_stop(d->gw, d->cfg.shutdown_timeout * 1000 / 2, stop_gateway_done, d);
+}
+
+static void
+hard_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	log_warn("main", "shutdown_timeout reached: exiting with work in flight "
+	                 "(nothing acknowledged is lost; it is recovered at the next start)");
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+sig_stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	if (d->stopping) {
+		log_warn("main", "second signal: exiting now");
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	d->stopping = true;
+	log_info("main", "signal %d: stopping (at most %d s)", (int)sig, d->cfg.shutdown_timeout);
+	struct timeval tv = {d->cfg.shutdown_timeout, 0};
+	evtimer_add(d->hard_stop, &tv);
+	if (d->http)
+		http_api_stop(d->http);
+	sched_stop(d->sched);
+	pipeline_stop(d->pipe, stop_pipeline_done, d);
+}
+
+static void
+sig_hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	/* Reading the content files is the one file I/O on the loop; it happens
+	 * only on SIGHUP, never on the message path. */
+	int nerr = 0;
+	struct content *c = content_load(d->cfg.content_dir, stderr, &nerr);
+	if (c == NULL) {
+		log_error("main", "SIGHUP: content has %d errors; keeping the loaded content", nerr);
+		return;
+	}
+	pipeline_set_content(d->pipe, c);
+	if (d->http)
+		http_api_set_content(d->http, c);
+	content_free(d->content);
+	d->content = c;
+	struct sg_config *fresh = calloc(1, sizeof *fresh);
+	if (fresh && config_load(d->cfg.path, fresh, stderr) == 0) {
+		enum log_level lv;
+		if (log_parse_level(fresh->log_level, &lv) == 0)
+			log_set_level(lv);
+	}
+	free(fresh);
+	log_info("main", "SIGHUP: content reloaded");
+}
+
+static void
+store_up_cb(void *arg)
+{
+	struct daemon *d = arg;
+	pipeline_recover(d->pipe);
+}
+
+static void
+write_pid_file(const char *path)
+{
+	if (path[0] == '\0')
+		return;
+	char tmp[600];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 || fflush(f) != 0 ||
+	    fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+		fatal("cannot write pid file %s: %s", path, strerror(errno));
+}
+
+static void
+daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+static void
+daemon_start(struct daemon *d)
+{
+	d->base = event_base_new();
+	if (d->base == NULL)
+		fatal("event_base_new failed");
+	int nerr = 0;
+	d->content = content_load(d->cfg.content_dir, stderr, &nerr);
+	if (d->content == NULL)
+		fatal("content in %s has %d errors", d->cfg.content_dir, nerr);
+
+	d->store = store_new(d->base, d->cfg.db_conninfo, d->cfg.db_pool, d->cfg.db_queue_max,
+	                     d->cfg.db_reconnect_max);
+	d->pipe = pipeline_new(d->base, &d->cfg, d->store, gateway_ops(), NULL);
+	d->gw = gateway_new(d->base, &d->cfg, pipeline_core_ops(), d->pipe);
+	pipeline_set_gateway(d->pipe, d->gw);
+	d->sched = sched_new(d->base, &d->cfg, d->store);
+	pipeline_set_content(d->pipe, d->content);
+	store_on_up(d->store, store_up_cb, d);
+	if (d->cfg.http_listen[0] != '\0') {
+		d->http = http_api_new(d->base, &d->cfg, d->store, d->gw, d->pipe);
+		if (d->http == NULL)
+			fatal("cannot start the HTTP server on %s", d->cfg.http_listen);
+		http_api_set_content(d->http, d->content);
+	}
+
+	d->sig_term = evsignal_new(d->base, SIGTERM, sig_stop_cb, d);
+	d->sig_int = evsignal_new(d->base, SIGINT, sig_stop_cb, d);
+	d->sig_hup = evsignal_new(d->base, SIGHUP, sig_hup_cb, d);
+	d->hard_stop = evtimer_new(d->base, hard_stop_cb, d);
+	event_add(d->sig_term, NULL);
+	event_add(d->sig_int, NULL);
+	event_add(d->sig_hup, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	store_start(d->store);
+	gateway_start(d->gw);
+	sched_start(d->sched);
+	log_info("main", "skillgated started: %d link(s), database pool %d", d->cfg.n_links,
+	         d->cfg.db_pool);
+}
+
+static void
+daemon_free(struct daemon *d)
+{
+	http_api_free(d->http);
+	gateway_free(d->gw);
+	pipeline_free(d->pipe);
+	sched_free(d->sched);
+	store_free(d->store);
+	content_free(d->content);
+	event_free(d->sig_term);
+	event_free(d->sig_int);
+	event_free(d->sig_hup);
+	event_free(d->hard_stop);
+	event_base_free(d->base);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = "config/skillgate.conf";
+	bool foreground = false, test = false;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "c:fth")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 't':
+			test = true;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (test)
+		return check_only(path);
+
+	static struct daemon d;
+	if (config_load(path, &d.cfg, stderr) != 0)
+		return 1;
+	enum log_level lv = L_INFO;
+	log_parse_level(d.cfg.log_level, &lv);
+	log_init(lv, d.cfg.log_mask_msisdn);
+	check_secret_file(path);
+	if (!foreground)
+		daemonize();
+	write_pid_file(d.cfg.pid_file);
+
+	daemon_start(&d);
+	event_base_dispatch(d.base);
+	daemon_free(&d);
+	if (d.cfg.pid_file[0])
+		unlink(d.cfg.pid_file);
+	return 0;
+}

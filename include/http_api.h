@@ -1,0 +1,30 @@
+/*
+ * http_api.h — the HTTP side of skillgate on the daemon's event loop
+ * (evhttp): /healthz, /metrics, the JSON API under /api/v1 (§4.1), the USSD
+ * callback POST /ussd (§4.5) and the dashboard's static files (§4.4).
+ * TLS when [http] tls_cert is set.
+ */
+#ifndef SG_HTTP_API_H
+#define SG_HTTP_API_H
+
+struct event_base;
+struct sg_config;
+struct store;
+struct gateway;
+struct pipeline;
+struct content;
+struct http_api;
+
+/* Binds [http] listen. Everything passed is borrowed. NULL on failure (logged). */
+struct http_api *http_api_new(struct event_base *base, const struct sg_config *cfg,
+                              struct store *st, struct gateway *gw, struct pipeline *pipe);
+
+/* Stops accepting new requests (shutdown); requests in flight may finish. */
+void http_api_stop(struct http_api *h);
+
+void http_api_free(struct http_api *h);
+
+/* The content in force (swapped on SIGHUP). Borrowed. */
+void http_api_set_content(struct http_api *h, const struct content *c);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * pipeline.h — the durable path of every message between the gateway and
+ * PostgreSQL (§6):
+ *
+ *   MO:  gateway -> ingest batch -> COMMIT (sg_mo_ingest) -> deliver_sm_resp
+ *        -> flow engine -> apply batch -> COMMIT (sg_mo_apply: state, events,
+ *        replies in the outbox) -> submit_sm
+ *   MT:  outbox rows claimed in bounded batches (sg_mt_claim), interactive
+ *        before bulk -> gateway; submit_sm_resp outcomes and receipts are
+ *        committed in batches (sg_mt_results, sg_dlr_apply), receipts acked
+ *        after commit.
+ *
+ * One subscriber's messages are handled one at a time (a later MO waits,
+ * unacknowledged, until the earlier one is applied), so the flow engine
+ * always sees committed state. Nothing that matters lives only in memory:
+ * after a crash, sg_mo_pending and sg_mt_recover bring back what was left.
+ */
+#ifndef SG_PIPELINE_H
+#define SG_PIPELINE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "msg.h"
+
+struct event_base;
+struct store;
+struct content;
+struct pipeline;
+
+struct pipeline_stats {
+	uint64_t mo_received, mo_committed, mo_duplicates, mo_looping, mo_refused;
+	uint64_t mt_queued, mt_submitted, mt_failed, dlr_received;
+	int mo_waiting;  /* held behind an earlier MO of the same number */
+	int mt_pending;  /* claimed, waiting for room on a link */
+	int batches_in_flight;
+};
+
+/*
+ * cfg, st and gw are borrowed. *content is read at every message, so the
+ * daemon can swap it on SIGHUP (pipeline_set_content).
+ */
+struct pipeline *pipeline_new(struct event_base *base, const struct sg_config *cfg,
+                              struct store *st, const struct gw_ops *gw, void *gwarg);
+void pipeline_free(struct pipeline *p);
+
+/* The gateway argument of gw_ops, when it exists only after the pipeline. */
+void pipeline_set_gateway(struct pipeline *p, void *gwarg);
+
+/* Swaps the content (borrowed; the caller frees the old one afterwards). */
+void pipeline_set_content(struct pipeline *p, const struct content *c);
+
+/* The table the gateway calls (first argument: the pipeline). */
+const struct core_ops *pipeline_core_ops(void);
+
+/* Re-reads pending work from the database; called whenever the store comes up. */
+void pipeline_recover(struct pipeline *p);
+
+/* Flushes open batches and calls done(arg) once nothing is in flight. */
+void pipeline_stop(struct pipeline *p, void (*done)(void *arg), void *arg);
+
+void pipeline_get_stats(const struct pipeline *p, struct pipeline_stats *out);
+
+/* The clock the pipeline uses (unix seconds); tests may override it. */
+int64_t pipeline_now(void);
+
+#endif

@@ -1,0 +1,162 @@
+'use strict';
+// Resident flows end to end: node-smpp SMSC -> skillgated -> PostgreSQL -> reply.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('./lib/harness');
+const { loadAnswers, parseQuizState } = require('./lib/content');
+
+const answers = loadAnswers(h.ROOT, 'en');
+const WRONG = { A: 'B', B: 'C', C: 'D', D: 'A' };
+let env;
+let seq = 0;
+
+test.before(async () => { env = await h.start(); });
+test.after(async () => { await env.stop(); });
+
+function number() { return `8491${String(2000000 + (++seq) * 7919).slice(-7)}`; }
+
+// Sends an MO, waits until it is processed and its replies are accepted by
+// the SMSC, and returns the reply texts (from the outbox, in order).
+const lastSent = new Map();
+async function say(msisdn, text) {
+  // the same text from one number within [database] dedupe_window (1 s in the
+  // harness) is a duplicate by design: pace repeated answers like a person would
+  const key = `${msisdn} ${text}`;
+  const since = Date.now() - (lastSent.get(key) || 0);
+  if (since < 1100) await new Promise((r) => setTimeout(r, 1100 - since));
+  lastSent.set(key, Date.now());
+  const [{ max }] = await env.sql('SELECT coalesce(max(id), 0)::int AS max FROM mo_messages WHERE msisdn = $1', [msisdn]);
+  const st = await env.sim.deliver({ from: msisdn, to: '8079', text });
+  assert.equal(st, 0, `deliver_sm_resp status for "${text}"`);
+  let mo;
+  await env.waitFor(async () => {
+    mo = await env.sql('SELECT id, state FROM mo_messages WHERE msisdn = $1 AND id > $2', [msisdn, max]);
+    return mo.length > 0 && mo.every((r) => r.state !== 'received');
+  }, 10000, `"${text}" to be processed`);
+  let mts;
+  await env.waitFor(async () => {
+    mts = await env.sql('SELECT text, state FROM mt_messages WHERE mo_id = ANY($1) ORDER BY id', [mo.map((r) => r.id)]);
+    return mts.every((r) => ['submitted', 'delivered'].includes(r.state));
+  }, 10000, `the replies to "${text}" to be submitted`);
+  return mts.map((r) => r.text);
+}
+
+async function state(msisdn) {
+  const rows = await env.sql('SELECT flow_state, language, opted_out FROM subscribers WHERE msisdn = $1', [msisdn]);
+  return rows[0];
+}
+
+async function takeQuiz(msisdn, skill, correct) {
+  await say(msisdn, `QUIZ ${skill}`);
+  let last;
+  for (let i = 0; i < 5; i++) {
+    const q = parseQuizState((await state(msisdn)).flow_state);
+    assert.ok(q, 'a quiz is in progress');
+    const right = answers.get(q.ids[q.index]);
+    assert.ok(right, `answer known for ${q.ids[q.index]}`);
+    const answer = i < correct ? right : WRONG[right];
+    const replies = await say(msisdn, answer);
+    last = replies[replies.length - 1];
+  }
+  return last;
+}
+
+test('an MO is committed before its deliver_sm_resp and answered from the outbox', async () => {
+  const n = number();
+  const [reply] = await say(n, 'HELP');
+  assert.match(reply, /HOC|QUIZ/);
+  const mo = await env.sql('SELECT state FROM mo_messages WHERE msisdn = $1', [n]);
+  assert.deepEqual(mo.map((r) => r.state), ['processed']);
+  await env.waitFor(async () => (await env.sql("SELECT state FROM mt_messages WHERE msisdn = $1", [n]))
+    .every((r) => r.state === 'delivered'), 10000, 'the receipt to mark the reply delivered');
+});
+
+test('a full quiz passed records proficiency with source sms', async () => {
+  const n = number();
+  await say(n, 'EN');
+  const last = await takeQuiz(n, 3, 5);
+  assert.match(last, /passed/i);
+  const p = await env.sql("SELECT best_quiz, quiz_passed_at IS NOT NULL AS passed, quiz_source FROM proficiency WHERE msisdn = $1 AND skill = 'payment'", [n]);
+  assert.deepEqual(p, [{ best_quiz: 5, passed: true, quiz_source: 'sms' }]);
+  const ev = await env.sql("SELECT kind, value, passed, source FROM proficiency_events WHERE msisdn = $1", [n]);
+  assert.deepEqual(ev, [{ kind: 'quiz', value: 5, passed: true, source: 'sms' }]);
+  assert.equal((await state(n)).flow_state, '');
+});
+
+test('a failed quiz explains wrong answers and is recorded as failed', async () => {
+  const n = number();
+  await say(n, 'EN');
+  await say(n, 'QUIZ 4');
+  const q = parseQuizState((await state(n)).flow_state);
+  const [wrongReply] = await say(n, WRONG[answers.get(q.ids[0])]);
+  assert.match(wrongReply, /answer is [ABCD]/);
+  for (let i = 1; i < 5; i++) {
+    const s = parseQuizState((await state(n)).flow_state);
+    await say(n, WRONG[answers.get(s.ids[s.index])]);
+  }
+  const p = await env.sql("SELECT best_quiz, quiz_passed_at FROM proficiency WHERE msisdn = $1 AND skill = 'safety'", [n]);
+  assert.equal(p[0].best_quiz, 0);
+  assert.equal(p[0].quiz_passed_at, null);
+});
+
+test('Vietnamese keywords with and without diacritics start the same quiz', async () => {
+  const a = number(), b = number();
+  const ra = await say(a, 'HỌC 2');
+  const rb = await say(b, 'hoc 2');
+  assert.equal(ra[0], rb[0]);
+  assert.match(ra[0], /Mua sắm/);
+  assert.equal(parseQuizState((await state(a)).flow_state).skill, 2);
+});
+
+test('STOP in the middle of a quiz ends it and nothing more is sent; START opts back in', async () => {
+  const n = number();
+  await say(n, 'QUIZ 1');
+  const [bye] = await say(n, 'STOP');
+  assert.ok(bye.length > 0);
+  const s = await state(n);
+  assert.equal(s.opted_out, true);
+  assert.equal(s.flow_state, '');
+  const before = env.sim.messages().filter((m) => m.to === n).length;
+  assert.deepEqual(await say(n, 'A'), []);
+  assert.deepEqual(await say(n, 'HELP'), []);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(env.sim.messages().filter((m) => m.to === n).length, before, 'no reply while opted out');
+  await say(n, 'START');
+  assert.equal((await state(n)).opted_out, false);
+});
+
+test('self-assessment records one level per skill', async () => {
+  const n = number();
+  await say(n, 'EN');
+  await say(n, 'RATE');
+  for (const level of ['2', '3', '1', '0']) await say(n, level); // all different: no dedupe
+  const last = await say(n, '2');
+  assert.ok(last.length >= 1);
+  const rows = await env.sql('SELECT skill, self_level, self_source FROM proficiency WHERE msisdn = $1 ORDER BY skill', [n]);
+  assert.equal(rows.length, 5);
+  assert.ok(rows.every((r) => r.self_source === 'sms'));
+  assert.equal(rows.find((r) => r.skill === 'payment').self_level, 1);
+});
+
+test('joining a household; an unknown code changes nothing', async () => {
+  await env.sql("INSERT INTO households (code, commune_code, village) VALUES ('HN-0001', '00001', 'Tổ 5')");
+  const n = number();
+  await say(n, 'EN');
+  const [unknown] = await say(n, 'HOME NOPE-42');
+  assert.match(unknown, /NOPE-42|not found|unknown|no household/i);
+  assert.equal((await env.sql('SELECT household_id FROM subscribers WHERE msisdn = $1', [n]))[0].household_id, null);
+  await say(n, 'HOME HN-0001');
+  const rows = await env.sql('SELECT h.code FROM subscribers s JOIN households h ON h.id = s.household_id WHERE s.msisdn = $1', [n]);
+  assert.deepEqual(rows, [{ code: 'HN-0001' }]);
+});
+
+test('the same deliver_sm twice (same SMSC id) is acknowledged twice and answered once', async () => {
+  const n = number();
+  const before = env.sim.messages().filter((m) => m.to === n).length;
+  assert.equal(await env.sim.deliver({ from: n, to: '8079', text: 'HELP', messageId: 'dup-1' }), 0);
+  assert.equal(await env.sim.deliver({ from: n, to: '8079', text: 'HELP', messageId: 'dup-1' }), 0);
+  await env.sim.waitFor(() => env.sim.messages().filter((m) => m.to === n).length > before, 5000);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(env.sim.messages().filter((m) => m.to === n).length, before + 1);
+  assert.equal((await env.sql('SELECT count(*)::int AS n FROM mo_messages WHERE msisdn = $1', [n]))[0].n, 1);
+});
