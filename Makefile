@@ -14,7 +14,7 @@ SAN       ?=
 OPT       ?= -O2
 CFLAGS    ?= $(OPT) -g
 WARN      := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CPPFLAGS  := -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+CPPFLAGS  := -D_GNU_SOURCE -iquote include $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
              -isystem /usr/include/libsmpp34
 LDLIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lsmpp34 -lm
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN)

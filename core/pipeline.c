@@ -68,7 +68,7 @@ struct mt_queue {
 };
 
 struct result_batch {
-	struct strbuf mt, part, nparts, link, status, smsc;
+	struct strbuf mt, part, nparts, link, status, smsc, temp;
 	int n;
 };
 
@@ -783,8 +783,9 @@ ready_core_cb(void *core, const char *link, enum msg_prio prio)
 static void
 res_init(struct result_batch *b)
 {
-	struct strbuf *f[] = {&b->mt, &b->part, &b->nparts, &b->link, &b->status, &b->smsc};
-	for (int i = 0; i < 6; i++) {
+	struct strbuf *f[] = {&b->mt,     &b->part, &b->nparts, &b->link,
+	                      &b->status, &b->smsc, &b->temp};
+	for (int i = 0; i < 7; i++) {
 		strbuf_reset(f[i]);
 		strbuf_pgarr_begin(f[i]);
 	}
@@ -809,17 +810,18 @@ res_flush(struct pipeline *p)
 	if (b->n == 0)
 		return;
 	evtimer_del(p->res_timer);
-	struct strbuf *f[] = {&b->mt, &b->part, &b->nparts, &b->link, &b->status, &b->smsc};
-	const char *params[6];
-	for (int i = 0; i < 6; i++) {
+	struct strbuf *f[] = {&b->mt,     &b->part, &b->nparts, &b->link,
+	                      &b->status, &b->smsc, &b->temp};
+	const char *params[7];
+	for (int i = 0; i < 7; i++) {
 		strbuf_pgarr_end(f[i]);
 		params[i] = f[i]->s;
 	}
 	p->in_flight++;
 	if (store_query(p->st,
 	                "SELECT sg_mt_results($1::bigint[], $2::int[], $3::int[], $4::text[], "
-	                "$5::int[], $6::text[])",
-	                6, params, res_done_cb, p) == 0) {
+	                "$5::int[], $6::text[], $7::boolean[])",
+	                7, params, res_done_cb, p) == 0) {
 		p->in_flight--;
 		log_warn("pipeline", "%d submit results not recorded: database unavailable", b->n);
 	}
@@ -838,9 +840,9 @@ mt_result_core_cb(void *core, const struct msg_mt_result *r)
 	struct pipeline *p = core;
 	struct result_batch *b = &p->res;
 	char num[32];
-	if (r->status != 0 && r->temporary)
-		return; /* the gateway retries temporary errors itself */
-	if (r->status != 0) {
+	/* temporary: the gateway retried up to max_retries and gave up for now;
+	 * the message goes back to the outbox for a later attempt */
+	if (r->status != 0 && !r->temporary) {
 		p->stats.mt_failed++;
 		log_info("pipeline", "MT %lld part %d/%d failed with status 0x%x", (long long)r->mt_id,
 		         r->part, r->nparts, r->status);
@@ -855,6 +857,7 @@ mt_result_core_cb(void *core, const struct msg_mt_result *r)
 	snprintf(num, sizeof num, "%d", (int)r->status);
 	strbuf_pgarr_elem(&b->status, num);
 	strbuf_pgarr_elem(&b->smsc, r->smsc_id);
+	strbuf_pgarr_elem(&b->temp, r->status != 0 && r->temporary ? "t" : "f");
 	if (++b->n >= p->cfg->db_batch_max)
 		res_flush(p);
 	else
@@ -1037,10 +1040,10 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	p->pump_timer = evtimer_new(base, pump_cb, p);
 	p->res_timer = evtimer_new(base, res_timer_cb, p);
 	p->dlr_timer = evtimer_new(base, dlr_timer_cb, p);
-	struct strbuf *f[] = {&p->res.mt,     &p->res.part, &p->res.nparts, &p->res.link,
-	                      &p->res.status, &p->res.smsc, &p->dlr.link,   &p->dlr.smsc,
-	                      &p->dlr.state,  &p->dlr.err};
-	for (int i = 0; i < 10; i++)
+	struct strbuf *f[] = {&p->res.mt,     &p->res.part,  &p->res.nparts, &p->res.link,
+	                      &p->res.status, &p->res.smsc,  &p->res.temp,   &p->dlr.link,
+	                      &p->dlr.smsc,   &p->dlr.state, &p->dlr.err};
+	for (int i = 0; i < 11; i++)
 		strbuf_init(f[i]);
 	res_init(&p->res);
 	dlr_reset(&p->dlr);
@@ -1102,10 +1105,10 @@ pipeline_free(struct pipeline *p)
 			b = next;
 		}
 	}
-	struct strbuf *f[] = {&p->res.mt,     &p->res.part, &p->res.nparts, &p->res.link,
-	                      &p->res.status, &p->res.smsc, &p->dlr.link,   &p->dlr.smsc,
-	                      &p->dlr.state,  &p->dlr.err};
-	for (int i = 0; i < 10; i++)
+	struct strbuf *f[] = {&p->res.mt,     &p->res.part,  &p->res.nparts, &p->res.link,
+	                      &p->res.status, &p->res.smsc,  &p->res.temp,   &p->dlr.link,
+	                      &p->dlr.smsc,   &p->dlr.state, &p->dlr.err};
+	for (int i = 0; i < 11; i++)
 		strbuf_free(f[i]);
 	free(p->dlr.acks);
 	free(p);

@@ -262,6 +262,8 @@ on_resp(void *arg, struct smpp_session *s, uint64_t cookie, uint32_t status, con
 	if (status == SMPP_ROK) {
 		l->throttle_n = 0;
 		report(l, it, part, status, false, mid);
+	} else if (l->gw->stopping) {
+		report(l, it, part, status, true, NULL); /* core resends after restart */
 	} else if (status == SMPP_RTHROTTLED || status == SMPP_RMSGQFUL) {
 		throttle(l, status);
 		if (retry_add(l, it, part) != 0)

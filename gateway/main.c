@@ -7,6 +7,7 @@
  *     -t       check the configuration and the content, then exit:
  *              0 when valid, 1 with "file:line: reason" lines otherwise
  *     -f       stay in the foreground (log to stderr)
+ *     -S       print every configuration key with its default and doc
  *
  * Start-up order (each step needs the ones before it):
  *   config -> logging -> content -> store (PostgreSQL pool) -> gateway
@@ -269,8 +270,11 @@ main(int argc, char **argv)
 	bool foreground = false, test = false;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:fth")) != -1) {
+	while ((ch = getopt(argc, argv, "c:ftSh")) != -1) {
 		switch (ch) {
+		case 'S': /* the documented sample of every key (config/skillgate.conf) */
+			config_write_sample(stdout);
+			return 0;
 		case 'c':
 			path = optarg;
 			break;

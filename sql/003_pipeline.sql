@@ -231,9 +231,11 @@ LANGUAGE sql AS $$
 $$;
 
 -- Records submit_sm outcomes: one row per segment. status 0 = accepted with
--- smsc_id; otherwise the message fails with that status.
+-- smsc_id; a temporary error the gateway gave up retrying puts the message
+-- back in the queue for later (failed after 10 attempts); any other status
+-- fails the message with that status.
 CREATE FUNCTION sg_mt_results(p_mt bigint[], p_part int[], p_nparts int[], p_link text[],
-                              p_status int[], p_smsc text[])
+                              p_status int[], p_smsc text[], p_temp boolean[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     i int;
@@ -262,6 +264,12 @@ BEGIN
                 PERFORM sg_dlr_apply(ARRAY[p_link[i]], ARRAY[p_smsc[i]], ARRAY[d.state::int],
                                      ARRAY[d.err]);
             END IF;
+        ELSIF p_temp[i] THEN
+            UPDATE mt_messages m SET error_status = p_status[i],
+                   state = CASE WHEN m.attempts >= 10 THEN 'failed' ELSE 'queued' END,
+                   final_at = CASE WHEN m.attempts >= 10 THEN now() END,
+                   next_attempt_at = now() + make_interval(secs => 30 * m.attempts)
+             WHERE m.id = p_mt[i] AND m.state = 'submitting';
         ELSE
             UPDATE mt_messages m SET state = 'failed', error_status = p_status[i],
                    nparts = p_nparts[i], link = p_link[i], final_at = now()

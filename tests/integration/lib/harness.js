@@ -73,6 +73,7 @@ async function waitFor(pred, timeoutMs, what) {
 
 async function adminQuery(sql) {
   const c = new Client({ host: '127.0.0.1', port: PG_PORT, user: 'postgres', database: 'postgres' });
+  c.on('error', () => {});
   await c.connect();
   try { return await c.query(sql); } finally { await c.end(); }
 }
@@ -115,13 +116,20 @@ async function start(opts = {}) {
   if (mig.code !== 0) throw new Error(`skillctl migrate failed: ${mig.stderr}`);
 
   const db = new Client({ host: '127.0.0.1', port: PG_PORT, user: 'postgres', database: dbname });
+  db.on('error', () => {}); // tests restart PostgreSQL on purpose
   await db.connect();
 
   const env = {
     dir, dbname, conninfo, confPath, sims, sim: Object.values(sims)[0], db,
     http: opts.http ? `http://127.0.0.1:${httpPort}` : null, httpPort,
     daemons: [], waitFor,
-    async sql(text, params) { return (await db.query(text, params)).rows; },
+    async sql(text, params) { return (await env.db.query(text, params)).rows; },
+    async reconnectDb() {
+      await env.db.end().catch(() => {});
+      env.db = new Client({ host: '127.0.0.1', port: PG_PORT, user: 'postgres', database: dbname });
+      env.db.on('error', () => {});
+      await env.db.connect();
+    },
     skillctl(args, o = {}) { return run(path.join(BIN, 'skillctl'), ['-c', confPath, '-s', path.join(ROOT, 'sql'), ...args], o); },
     log(i = 0) { return env.daemons[i] ? env.daemons[i].log : ''; },
     async startDaemon(o = {}) {
@@ -169,7 +177,7 @@ async function start(opts = {}) {
         if (!env.daemons[i].exited) await env.stopDaemon(i, { expectClean: false });
       }
       for (const sim of Object.values(sims)) await sim.stop().catch(() => {});
-      await db.end().catch(() => {});
+      await env.db.end().catch(() => {});
       await adminQuery(`DROP DATABASE IF EXISTS ${dbname} WITH (FORCE)`).catch(() => {});
       fs.rmSync(dir, { recursive: true, force: true });
     },

@@ -1,0 +1,72 @@
+'use strict';
+// The foundation (issue 2): config check, migrations, PostgreSQL restarts,
+// clean shutdown, masked logs.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const h = require('./lib/harness');
+
+const PGDIR = process.env.SG_PG_DIR;
+let env;
+
+test.before(async () => { env = await h.start(); });
+test.after(async () => { await env.stop(); });
+
+async function replyTo(msisdn, text) {
+  const before = env.sim.messages().filter((m) => m.to === msisdn).length;
+  const st = await env.sim.deliver({ from: msisdn, to: '8079', text });
+  if (st !== 0) return { status: st };
+  await env.sim.waitFor(() => env.sim.messages().filter((m) => m.to === msisdn).length > before, 15000);
+  return { status: 0, text: env.sim.messages().filter((m) => m.to === msisdn)[before].text };
+}
+
+test('skillgated -t accepts the sample config and reports every seeded error with its line', async () => {
+  const ok = await h.run(path.join(h.BIN, 'skillgated'), ['-t', '-c', 'config/skillgate.conf']);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  const bad = path.join(env.dir, 'bad.conf');
+  fs.writeFileSync(bad, '[database]\nconninfo = x\npool = 0\n[smsc a]\nhost = h\nsystem_id = s\nwindow = lots\nfoo = 1\n');
+  const r = await h.run(path.join(h.BIN, 'skillgated'), ['-t', '-c', bad]);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, new RegExp(`${bad}:3: pool: out of bounds`));
+  assert.match(r.stdout, new RegExp(`${bad}:7: window: not an integer`));
+  assert.match(r.stdout, new RegExp(`${bad}:8: unknown key 'foo'`));
+});
+
+test('skillctl migrate twice leaves one schema version per migration', async () => {
+  const again = await env.skillctl(['migrate']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /0 applied/);
+  const files = fs.readdirSync(path.join(h.ROOT, 'sql')).filter((f) => /^\d+_.*\.sql$/.test(f));
+  const rows = await env.sql('SELECT name FROM schema_version ORDER BY name');
+  assert.deepEqual(rows.map((r) => r.name), files.sort());
+});
+
+test('the daemon survives a PostgreSQL restart without being restarted', async () => {
+  assert.equal((await replyTo('84912340001', 'HELP')).status, 0);
+  await h.run('bash', [path.join(h.ROOT, 'scripts/pg.sh'), 'stop', PGDIR]);
+  // while the database is down an MO gets a temporary error (the SMSC retries later)
+  const down = await env.sim.deliver({ from: '84912340002', to: '8079', text: 'HELP' });
+  assert.equal(down, 0x64, 'ESME_RX_T_APPN while PostgreSQL is down');
+  await h.run('bash', [path.join(h.ROOT, 'scripts/pg.sh'), 'start', PGDIR, String(h.PG_PORT)]);
+  await env.reconnectDb();
+  await env.waitFor(() => (env.log().match(/store: connection \d+ up/g) || []).length >= 5, 20000, 'a reconnect');
+  const r = await replyTo('84912340002', 'HELP');
+  assert.equal(r.status, 0);
+  assert.ok(r.text.length > 0);
+});
+
+test('phone numbers are masked in the log', async () => {
+  await replyTo('84912340003', 'HOC 9');
+  assert.ok(!env.log().includes('84912340003'), 'the full number never appears');
+});
+
+test('SIGTERM stops the daemon cleanly within 5 s with an unbind', async () => {
+  const unbinds = env.sim.counters.unbinds || 0;
+  const t0 = Date.now();
+  const ex = await env.stopDaemon();
+  assert.equal(ex.code, 0);
+  assert.ok(Date.now() - t0 < 5000, `stopped in ${Date.now() - t0} ms`);
+  assert.ok((env.sim.counters.unbinds || 0) > unbinds, 'the SMSC saw an unbind');
+  assert.match(env.log(), /stopped cleanly/);
+});
