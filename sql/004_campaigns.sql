@@ -449,40 +449,16 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- A broadcast's text for one recipient: the text in their language (or the
--- other one when empty), {missing_skills} = names of the skills (of the
--- segment's list, or all five) they are not proficient in, {household} =
--- their household code.
-CREATE FUNCTION sg_broadcast_render(p_vi text, p_en text, p_lang text, p_msisdn text,
-                                    p_household bigint, p_skills text[])
-RETURNS text LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    t text := CASE WHEN p_lang = 'en' AND p_en <> '' THEN p_en
-                   WHEN p_vi <> '' THEN p_vi ELSE p_en END;
-BEGIN
-    IF strpos(t, '{missing_skills}') > 0 THEN
-        t := replace(t, '{missing_skills}', coalesce((
-            SELECT string_agg(CASE WHEN p_lang = 'en' THEN k.name_en ELSE k.name_vi END, ', '
-                              ORDER BY k.position)
-              FROM skills k
-             WHERE (coalesce(cardinality(p_skills), 0) = 0 OR k.code = ANY (p_skills))
-               AND NOT EXISTS (SELECT 1 FROM proficiency p
-                                WHERE p.msisdn = p_msisdn AND p.skill = k.code AND p.proficient)), ''));
-    END IF;
-    IF strpos(t, '{household}') > 0 THEN
-        t := replace(t, '{household}',
-                     coalesce((SELECT h.code FROM households h WHERE h.id = p_household), ''));
-    END IF;
-    RETURN t;
-END $$;
-
 -- One step of the broadcast work, safe to run from several instances:
 -- marks finished broadcasts done, then claims one due broadcast
 -- ('scheduled' or 'resolving', start_at <= now; FOR UPDATE SKIP LOCKED) and
 -- resolves the next p_chunk recipients (subscribers in msisdn order after
 -- the last one resolved): each number once (broadcast_recipients primary
 -- key; the row lock serialises the chunks), opted-out numbers left out, the
--- text rendered, and an outbox row (kind broadcast, priority 1) queued at
+-- text rendered in the recipient's language (or the other one when empty:
+-- {missing_skills} = names of the skills of the segment's list, or of all
+-- five, the recipient is not proficient in; {household} = household code),
+-- and an outbox row (kind broadcast, priority 1) queued at
 -- send_base + ordinal / rate seconds of allowed time (quiet hours skipped).
 -- Numbers whose time would fall after end_at are 'skipped'. When a chunk
 -- comes back short the broadcast is 'sending'. Returns what it did (no row
@@ -536,14 +512,27 @@ BEGIN
                row_number() OVER (ORDER BY s.msisdn) - 1 + b.targeted AS ord
           FROM subscribers s WHERE s.msisdn = ANY (v_list)),
     timed AS (
-        SELECT c.*, sg_add_allowed(b.send_base, CASE WHEN v_rate > 0 THEN c.ord / v_rate ELSE 0 END,
-                                   cs.timezone, cs.quiet_hours) AS at
-          FROM cand c),
+        SELECT c.*, h.code AS household,
+               CASE WHEN c.language = 'en' AND b.text_en <> '' THEN b.text_en
+                    WHEN b.text_vi <> '' THEN b.text_vi ELSE b.text_en END AS tmpl,
+               sg_add_allowed(b.send_base, CASE WHEN v_rate > 0 THEN c.ord / v_rate ELSE 0 END,
+                              cs.timezone, cs.quiet_hours) AS at
+          FROM cand c LEFT JOIN households h ON h.id = c.household_id),
     mt AS (
         INSERT INTO mt_messages (msisdn, text, kind, priority, state, broadcast_id, next_attempt_at,
                                  expires_at)
-        SELECT t.msisdn, sg_broadcast_render(b.text_vi, b.text_en, t.language, t.msisdn,
-                                             t.household_id, v_skills),
+        SELECT t.msisdn,
+               replace(CASE WHEN strpos(t.tmpl, '{missing_skills}') > 0
+                            THEN replace(t.tmpl, '{missing_skills}', coalesce((
+                                SELECT string_agg(CASE WHEN t.language = 'en' THEN k.name_en
+                                                       ELSE k.name_vi END, ', ' ORDER BY k.position)
+                                  FROM skills k
+                                 WHERE (cardinality(v_skills) = 0 OR k.code = ANY (v_skills))
+                                   AND NOT EXISTS (SELECT 1 FROM proficiency p
+                                                    WHERE p.msisdn = t.msisdn AND p.skill = k.code
+                                                      AND p.proficient)), ''))
+                            ELSE t.tmpl END,
+                       '{household}', coalesce(t.household, '')),
                'broadcast', 1, 'queued', b.id, t.at,
                coalesce(b.end_at, t.at + make_interval(secs => cs.mt_validity))
           FROM timed t
