@@ -11,6 +11,11 @@
  * render every template with worst-case values and reject anything that
  * would need more than CONTENT_MAX_SEGMENTS UCS-2 parts.
  *
+ * ussd.txt holds the USSD screens (core/ussd.c): each must fit
+ * CONTENT_USSD_MAX GSM-7 characters once rendered with worst-case values and
+ * folded, and so must every question and self-assessment question shown as
+ * a USSD screen.
+ *
  * Also home to the small UTF-8 helpers shared with core/flow.c: decoding,
  * Vietnamese diacritic folding and template rendering.
  */
@@ -70,6 +75,36 @@ static const struct msgdef {
 };
 #define NMSG ((int)(sizeof(msgdefs) / sizeof(msgdefs[0])))
 
+/* ussd.txt: the USSD screens (§3.3), each within CONTENT_USSD_MAX GSM-7
+ * characters once rendered with worst-case values and folded. */
+static const struct msgdef ussddefs[] = {
+	{"main", ""},
+	{"quiz_menu", ""},
+	{"quiz_question", "n total question a b c d"},
+	{"correct", ""},
+	{"wrong", "answer"},
+	{"quiz_passed", "skill n score total"},
+	{"quiz_failed", "skill n score total pass"},
+	{"self_question", "n total skill question"},
+	{"self_done", ""},
+	{"progress_none", "done missing"},
+	{"progress_covered", "done missing household members"},
+	{"progress_partial", "done missing household members household_missing"},
+	{"none", ""},
+	{"household_enter", ""},
+	{"join_ok", "code"},
+	{"join_unknown", "code"},
+	{"language", ""},
+	{"invalid", ""},
+	{"abandoned", ""},
+	{"timeout", ""},
+	{"expired", ""},
+	{"sms_passed", "skill n score total"},
+	{"sms_failed", "skill n score total pass"},
+	{"sms_paused", "skill n answered total score"},
+};
+#define NUSSD ((int)(sizeof(ussddefs) / sizeof(ussddefs[0])))
+
 static const char *const lang_codes[CONTENT_LANGS] = {"vi", "en"};
 
 struct qrec {
@@ -92,6 +127,10 @@ struct lang_set {
 	int msg_line[NMSG];
 	int lines;
 	struct skill_bank skill[FLOW_SKILLS];
+	char ussd_path[PATH_BYTES]; /* ussd.txt */
+	char *ussd[NUSSD];
+	int ussd_line[NUSSD];
+	int ussd_lines;
 };
 
 struct content {
@@ -463,19 +502,20 @@ var_allowed(const char *allowed, const char *name, size_t len)
 }
 
 static void
-check_placeholders(struct loader *L, const char *file, int line, int k, const char *v)
+check_placeholders(struct loader *L, const char *file, int line, const struct msgdef *def,
+                   const char *v)
 {
 	const char *p = v, *close;
 
 	while ((p = strchr(p, '{')) != NULL) {
 		close = strchr(p, '}');
 		if (close == NULL) {
-			report(L, file, line, "unclosed '{' in '%s'", msgdefs[k].key);
+			report(L, file, line, "unclosed '{' in '%s'", def->key);
 			return;
 		}
-		if (!var_allowed(msgdefs[k].vars, p + 1, (size_t)(close - p - 1)))
+		if (!var_allowed(def->vars, p + 1, (size_t)(close - p - 1)))
 			report(L, file, line, "unknown placeholder {%.*s} in '%s'",
-			       (int)(close - p - 1), p + 1, msgdefs[k].key);
+			       (int)(close - p - 1), p + 1, def->key);
 		p = close + 1;
 	}
 }
@@ -496,7 +536,7 @@ msg_line(struct loader *L, void *ctx, const char *file, int line, const char *ke
 		       ls->msg_line[k]);
 		return;
 	}
-	check_placeholders(L, file, line, k, value);
+	check_placeholders(L, file, line, &msgdefs[k], value);
 	ls->msg[k] = xstrdup(value);
 	ls->msg_line[k] = line;
 }
@@ -514,6 +554,57 @@ load_messages(struct loader *L, struct lang_set *ls, const char *dir, const char
 		if (ls->msg[i] == NULL)
 			report(L, ls->path, ls->lines, "missing message key '%s'",
 			       msgdefs[i].key);
+}
+
+/* ------------------------------------------------------------------ */
+/* ussd.txt                                                            */
+/* ------------------------------------------------------------------ */
+
+static int
+ussd_index(const char *key)
+{
+	int i;
+
+	for (i = 0; i < NUSSD; i++)
+		if (strcmp(ussddefs[i].key, key) == 0)
+			return i;
+	return -1;
+}
+
+static void
+ussd_kv_line(struct loader *L, void *ctx, const char *file, int line, const char *key,
+             char *value)
+{
+	struct lang_set *ls = ctx;
+	int k = ussd_index(key);
+
+	if (k < 0) {
+		report(L, file, line, "unknown key '%s'", key);
+		return;
+	}
+	if (ls->ussd[k] != NULL) {
+		report(L, file, line, "duplicate key '%s' (first on line %d)", key,
+		       ls->ussd_line[k]);
+		return;
+	}
+	check_placeholders(L, file, line, &ussddefs[k], value);
+	ls->ussd[k] = xstrdup(value);
+	ls->ussd_line[k] = line;
+}
+
+static void
+load_ussd(struct loader *L, struct lang_set *ls, const char *dir, const char *lang)
+{
+	int i;
+
+	snprintf(ls->ussd_path, sizeof(ls->ussd_path), "%s/%s/ussd.txt", dir, lang);
+	ls->ussd_lines = read_kv_file(L, ls->ussd_path, ussd_kv_line, ls);
+	if (ls->ussd_lines < 0)
+		return;
+	for (i = 0; i < NUSSD; i++)
+		if (ls->ussd[i] == NULL)
+			report(L, ls->ussd_path, ls->ussd_lines, "missing USSD key '%s'",
+			       ussddefs[i].key);
 }
 
 /* ------------------------------------------------------------------ */
@@ -867,6 +958,94 @@ check_lengths(struct loader *L, const struct lang_set *ls)
 	}
 }
 
+static const char *
+ussdl(const struct lang_set *ls, const char *key)
+{
+	int k = ussd_index(key);
+
+	return k >= 0 && ls->ussd[k] != NULL ? ls->ussd[k] : "";
+}
+
+static void
+check_ussd_len(struct loader *L, const char *file, int line, const char *what, const char *text)
+{
+	int n = content_gsm7_folded_len(text);
+
+	if (n > CONTENT_USSD_MAX)
+		report(L, file, line, "USSD %s too long: %d GSM-7 characters when rendered, max %d",
+		       what, n, CONTENT_USSD_MAX);
+}
+
+/*
+ * Every USSD screen with worst-case values: the longest short skill name,
+ * two-digit numbers, a 31-character household code, all five skill numbers
+ * in a list; each question of each bank in quiz_question, each skill in
+ * self_question.
+ */
+static void
+check_ussd_lengths(struct loader *L, const struct lang_set *ls)
+{
+	char skill[WORST_BYTES] = "", buf[WORST_BYTES], code[32];
+	const char *list = "1,2,3,4,5";
+	struct content_var v[16];
+	int nv = 0, i, s;
+
+	if (ls->ussd_lines < 0)
+		return;
+	memset(code, 'X', sizeof(code) - 1);
+	code[sizeof(code) - 1] = '\0';
+	for (s = 0; s < FLOW_SKILLS; s++) {
+		const char *sh = ls->skill[s].shortname ? ls->skill[s].shortname : "";
+		if (content_gsm7_folded_len(sh) > content_gsm7_folded_len(skill))
+			snprintf(skill, sizeof(skill), "%s", sh);
+	}
+	if (content_gsm7_folded_len(ussdl(ls, "none")) > (int)strlen(list))
+		list = ussdl(ls, "none");
+	v[nv++] = (struct content_var){"n", "10"};
+	v[nv++] = (struct content_var){"total", "10"};
+	v[nv++] = (struct content_var){"score", "10"};
+	v[nv++] = (struct content_var){"pass", "10"};
+	v[nv++] = (struct content_var){"answered", "10"};
+	v[nv++] = (struct content_var){"members", "10"};
+	v[nv++] = (struct content_var){"answer", "4"};
+	v[nv++] = (struct content_var){"skill", skill};
+	v[nv++] = (struct content_var){"household", code};
+	v[nv++] = (struct content_var){"code", code};
+	v[nv++] = (struct content_var){"done", list};
+	v[nv++] = (struct content_var){"missing", list};
+	v[nv++] = (struct content_var){"household_missing", list};
+	for (i = 0; i < NUSSD; i++) {
+		if (ls->ussd[i] == NULL || strcmp(ussddefs[i].key, "quiz_question") == 0 ||
+		    strcmp(ussddefs[i].key, "self_question") == 0)
+			continue;
+		content_render(ls->ussd[i], v, nv, buf, sizeof(buf));
+		check_ussd_len(L, ls->ussd_path, ls->ussd_line[i], ussddefs[i].key, buf);
+	}
+	for (s = 0; s < FLOW_SKILLS; s++) {
+		const struct skill_bank *sb = &ls->skill[s];
+		for (i = 0; i < sb->nq; i++) {
+			const struct content_question *q = &sb->q[i].q;
+			if (q->text == NULL || q->opt[0] == NULL || q->opt[1] == NULL ||
+			    q->opt[2] == NULL || q->opt[3] == NULL)
+				continue;
+			struct content_var qv[] = {
+				{"n", "10"}, {"total", "10"}, {"question", q->text},
+				{"a", q->opt[0]}, {"b", q->opt[1]}, {"c", q->opt[2]}, {"d", q->opt[3]},
+			};
+			content_render(ussdl(ls, "quiz_question"), qv, 7, buf, sizeof(buf));
+			check_ussd_len(L, sb->path, sb->q[i].line, "question screen", buf);
+		}
+		if (sb->self == NULL)
+			continue;
+		struct content_var sv[] = {
+			{"n", "5"}, {"total", "5"},
+			{"skill", sb->shortname ? sb->shortname : ""}, {"question", sb->self},
+		};
+		content_render(ussdl(ls, "self_question"), sv, 4, buf, sizeof(buf));
+		check_ussd_len(L, sb->path, sb->self_line, "self-assessment screen", buf);
+	}
+}
+
 /* Both languages must carry the same question ids with the same answers. */
 static void
 check_pairing(struct loader *L, const struct content *c)
@@ -912,8 +1091,10 @@ content_load(const char *dir, FILE *err, int *nerrors)
 		load_messages(&L, &c->lang[l], dir, lang_codes[l]);
 		for (s = 0; s < FLOW_SKILLS; s++)
 			load_skill(&L, &c->lang[l].skill[s], dir, lang_codes[l], s + 1);
+		load_ussd(&L, &c->lang[l], dir, lang_codes[l]);
 		scan_unknown_files(&L, dir, lang_codes[l]);
 		check_lengths(&L, &c->lang[l]);
+		check_ussd_lengths(&L, &c->lang[l]);
 	}
 	check_pairing(&L, c);
 	if (nerrors != NULL)
@@ -953,6 +1134,8 @@ content_free(struct content *c)
 	for (l = 0; l < CONTENT_LANGS; l++) {
 		for (i = 0; i < NMSG; i++)
 			free(c->lang[l].msg[i]);
+		for (i = 0; i < NUSSD; i++)
+			free(c->lang[l].ussd[i]);
 		for (i = 0; i < FLOW_SKILLS; i++)
 			free_bank(&c->lang[l].skill[i]);
 	}
@@ -983,6 +1166,12 @@ const char *
 content_msg(const struct content *c, int lang, const char *key)
 {
 	return msgl(lset(c, lang), key);
+}
+
+const char *
+content_ussd(const struct content *c, int lang, const char *key)
+{
+	return ussdl(lset(c, lang), key);
 }
 
 const char *

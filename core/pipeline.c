@@ -28,6 +28,8 @@
 #define BUSY_BUCKETS 65536
 #define MT_CLAIM_BATCH 512
 #define MT_PENDING_LOW 256 /* claim more bulk once fewer than this wait */
+#define RECOVER_BATCH 1000 /* unprocessed MOs read at once */
+#define SWEEP_INTERVAL_S 30
 
 struct mo_item {
 	struct mo_item *next;     /* in a batch, or in its subscriber's queue */
@@ -97,6 +99,9 @@ struct pipeline {
 	bool claiming[MSG_PRIO_COUNT];
 	struct event *pump_timer;
 	bool recovering;
+	struct event *sweep_timer;      /* re-reads MOs left unprocessed */
+	bool sweeping;
+	bool sweep_soon;                /* next sweep takes MOs of any age */
 
 	struct result_batch res;
 	struct event *res_timer;
@@ -104,6 +109,8 @@ struct pipeline {
 	struct event *dlr_timer;
 
 	int in_flight;                  /* batches sent to the store */
+	void (*ussd_fn)(void *arg, const struct msg_ussd *u); /* pipeline_set_ussd */
+	void *ussd_arg;
 	void (*stop_cb)(void *);
 	void *stop_arg;
 	bool stopping;
@@ -588,6 +595,15 @@ mo_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* Recovery                                                           */
 
+/* Sweeps again in ms milliseconds, for MOs of any age. */
+static void
+sweep_later(struct pipeline *p, int ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	p->sweep_soon = true;
+	evtimer_add(p->sweep_timer, &tv); /* reschedules a pending timer */
+}
+
 /*
  * MOs committed but never processed (a crash, or the database lost between
  * ingest and apply). Numbers already in flight are skipped: their rows stay
@@ -598,12 +614,16 @@ recover_mo_cb(void *arg, PGresult *res, const char *err)
 {
 	struct pipeline *p = arg;
 	p->in_flight--;
+	p->sweeping = false;
 	if (res == NULL) {
 		log_warn("pipeline", "recovery of pending MOs failed: %s", err);
+		sweep_later(p, 1000);
 		pipeline_check_stop(p);
 		return;
 	}
 	int n = PQntuples(res);
+	if (n == RECOVER_BATCH)
+		sweep_later(p, 0); /* more to read */
 	struct mo_row *rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
 	if (rows == NULL)
 		fatal("out of memory");
@@ -611,8 +631,11 @@ recover_mo_cb(void *arg, PGresult *res, const char *err)
 	int k = 0;
 	for (int r = 0; r < n; r++) {
 		/* sg_mo_pending: mo_id, link, msisdn, dest, text, partial, snapshot from 6 */
-		if (*busy_find(p, PQgetvalue(res, r, 2)) != NULL)
+		if (*busy_find(p, PQgetvalue(res, r, 2)) != NULL) {
+			/* its number is in flight: look again once that is done */
+			sweep_later(p, 500);
 			continue;
+		}
 		struct mo_item *m = calloc(1, sizeof *m);
 		if (m == NULL || (m->text = strdup(PQgetvalue(res, r, 4))) == NULL)
 			fatal("out of memory");
@@ -654,18 +677,53 @@ recover_mt_cb(void *arg, PGresult *res, const char *err)
 	pipeline_check_stop(p);
 }
 
+/* Reads MOs committed but not processed that are at least min_age s old. */
+static void
+recover_mo(struct pipeline *p, int min_age)
+{
+	char lim[16], age[16];
+	if (p->sweeping || p->stopping || store_up(p->st) == 0)
+		return;
+	snprintf(lim, sizeof lim, "%d", RECOVER_BATCH);
+	snprintf(age, sizeof age, "%d", min_age);
+	const char *params[] = {lim, age};
+	p->sweeping = true;
+	p->in_flight++;
+	if (store_query(p->st, "SELECT * FROM sg_mo_pending($1, $2)", 2, params, recover_mo_cb, p) ==
+	    0) {
+		p->in_flight--;
+		p->sweeping = false;
+	}
+}
+
+/*
+ * The sweep: soon after a recovery that had to skip numbers in flight, and
+ * every SWEEP_INTERVAL_S anyway for MOs whose apply was lost (database gone
+ * between ingest and apply). Periodic sweeps only take MOs older than the
+ * interval, so another instance's MOs in flight are left to it.
+ */
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pipeline *p = arg;
+	recover_mo(p, p->sweep_soon ? 0 : SWEEP_INTERVAL_S);
+	p->sweep_soon = false;
+	struct timeval tv = {SWEEP_INTERVAL_S, 0};
+	if (!evtimer_pending(p->sweep_timer, NULL))
+		evtimer_add(p->sweep_timer, &tv);
+}
+
 void
 pipeline_recover(struct pipeline *p)
 {
 	const char *owner[] = {p->owner};
-	const char *lim[] = {"1000"};
 	p->recovering = true;
-	if (store_query(p->st, "SELECT sg_mt_recover($1)", 1, owner, recover_mt_cb, p) != 0)
-		p->in_flight++;
-	else
+	p->in_flight++;
+	if (store_query(p->st, "SELECT sg_mt_recover($1)", 1, owner, recover_mt_cb, p) == 0) {
+		p->in_flight--;
 		p->recovering = false;
-	if (store_query(p->st, "SELECT * FROM sg_mo_pending($1)", 1, lim, recover_mo_cb, p) != 0)
-		p->in_flight++;
+	}
+	recover_mo(p, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -679,23 +737,13 @@ mt_push_pending(struct pipeline *p, enum msg_prio prio)
 	while (q->head) {
 		struct mt_item *it = q->head;
 		int rc = p->gw->submit(p->gwarg, &it->mt);
+		log_debug("pipeline", "mt %lld prio %d -> gateway: %d (%d pending)", (long long)it->mt.id,
+		          (int)prio, rc, q->n);
 		if (rc == -1)
 			return; /* link full: core_ops.ready brings us back */
-		if (rc == -2) {
-			/* no link can carry it: fail it with a recorded status */
-			struct msg_mt_result r;
-			memset(&r, 0, sizeof r);
-			r.mt_id = it->mt.id;
-			r.part = r.nparts = 1;
-			r.status = 0xFFFFFFFFu; /* no route */
-			snprintf(r.link, sizeof r.link, "%s", "");
-			char mb[32];
-			log_warn("pipeline", "MT %lld to %s: no bound link can carry it",
-			         (long long)it->mt.id, log_msisdn(it->mt.to, mb, sizeof mb));
-			pipeline_core_ops()->mt_result(p, &r);
-		} else {
-			p->stats.mt_submitted++;
-		}
+		if (rc == -2)
+			return; /* no link bound yet (start-up, outage): the pump retries */
+		p->stats.mt_submitted++;
 		q->head = it->next;
 		if (q->head == NULL)
 			q->tail = NULL;
@@ -964,7 +1012,11 @@ static void
 ussd_core_cb(void *core, const struct msg_ussd *u)
 {
 	struct pipeline *p = core;
-	/* USSD dialogs are not handled yet (issue 7): acknowledge, answer nothing. */
+	if (p->ussd_fn != NULL) { /* core/ussd.c: commits, then acknowledges */
+		p->ussd_fn(p->ussd_arg, u);
+		return;
+	}
+	/* no USSD module: acknowledge, answer nothing. */
 	log_info("pipeline", "USSD dialog step on %s ignored: USSD menus are not implemented yet",
 	         u->link);
 	p->gw->ack(p->gwarg, &u->ack, 1, 0);
@@ -1006,6 +1058,7 @@ pipeline_stop(struct pipeline *p, void (*done)(void *arg), void *arg)
 	p->stop_cb = done;
 	p->stop_arg = arg;
 	evtimer_del(p->pump_timer);
+	evtimer_del(p->sweep_timer);
 	mo_batch_flush(p);
 	res_flush(p);
 	dlr_flush(p);
@@ -1038,6 +1091,7 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 		p->rng = 1;
 	p->mo_timer = evtimer_new(base, mo_timer_cb, p);
 	p->pump_timer = evtimer_new(base, pump_cb, p);
+	p->sweep_timer = evtimer_new(base, sweep_cb, p);
 	p->res_timer = evtimer_new(base, res_timer_cb, p);
 	p->dlr_timer = evtimer_new(base, dlr_timer_cb, p);
 	struct strbuf *f[] = {&p->res.mt,     &p->res.part,  &p->res.nparts, &p->res.link,
@@ -1049,6 +1103,8 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	dlr_reset(&p->dlr);
 	struct timeval tv = {0, 200 * 1000};
 	evtimer_add(p->pump_timer, &tv);
+	struct timeval sw = {SWEEP_INTERVAL_S, 0};
+	evtimer_add(p->sweep_timer, &sw);
 	return p;
 }
 
@@ -1056,6 +1112,13 @@ void
 pipeline_set_gateway(struct pipeline *p, void *gwarg)
 {
 	p->gwarg = gwarg;
+}
+
+void
+pipeline_set_ussd(struct pipeline *p, void (*fn)(void *arg, const struct msg_ussd *u), void *arg)
+{
+	p->ussd_fn = fn;
+	p->ussd_arg = arg;
 }
 
 void
@@ -1071,6 +1134,7 @@ pipeline_free(struct pipeline *p)
 		return;
 	event_free(p->mo_timer);
 	event_free(p->pump_timer);
+	event_free(p->sweep_timer);
 	event_free(p->res_timer);
 	event_free(p->dlr_timer);
 	for (int prio = 0; prio < MSG_PRIO_COUNT; prio++) {

@@ -10,9 +10,12 @@
  * Routing of a new MT: msg_mt.link if set, else the longest prefix of
  * msg_mt.to among the links' prefixes, else the default_route link; when
  * that link has no bound transmitter the MT fails over to the first other
- * link that has one; -2 when none has. A message already queued on a link
- * that then goes down stays queued there, in order, until it rebinds
- * (segments in flight when it dropped are retried, counting as one try).
+ * link that has one; when none has, it is queued on its own link to wait
+ * for a bind (-2 only when no link serves the number). A message already
+ * queued on a link that then goes down stays queued there, in order, until
+ * it rebinds or another link comes up (segments in flight when it dropped
+ * are retried, counting as one try). A message has at most one segment in
+ * flight, so its segments reach the SMSC in order even across throttling.
  *
  * Inbound deliver_sm/data_sm become receipts (esm_class 0x04, or
  * receipted_message_id / message_state TLVs, or receipt text), USSD steps
@@ -54,6 +57,7 @@ struct mt_item {
 	int next;                   /* next part to take from the lane */
 	int unresolved;             /* parts without a final outcome */
 	bool in_lane;
+	bool busy;                  /* a part is in flight or waiting for its retry */
 	uint8_t tries[MAX_SEG];
 	uint64_t order[MAX_SEG];    /* dispatch order, for retries */
 	struct text_out out;
@@ -123,21 +127,28 @@ scopy(char *dst, size_t cap, const char *src)
 /* ---------------------------------------------------------------------- */
 /* Lanes and items                                                         */
 
-static struct mt_item *
-lane_head(struct lane *ln)
-{
-	return ln->n > 0 ? ln->v[ln->head] : NULL;
-}
+static void item_free_if_done(struct mt_item *it);
 
+/*
+ * Pops the lane's head items whose parts have all been taken (an item in
+ * the middle of the lane may be fully taken before the head is: it leaves
+ * when it reaches the head).
+ */
 static void
-lane_pop(struct link *l, enum msg_prio prio)
+lane_trim(struct link *l, enum msg_prio prio)
 {
 	struct lane *ln = &l->lane[prio];
+	bool popped = false;
 
-	ln->v[ln->head]->in_lane = false;
-	ln->head = (ln->head + 1) % ln->cap;
-	ln->n--;
-	if (ln->want_ready) {
+	while (ln->n > 0 && ln->v[ln->head]->next == ln->v[ln->head]->nparts) {
+		struct mt_item *it = ln->v[ln->head];
+		it->in_lane = false;
+		ln->head = (ln->head + 1) % ln->cap;
+		ln->n--;
+		popped = true;
+		item_free_if_done(it);
+	}
+	if (popped && ln->want_ready) {
 		ln->want_ready = false;
 		l->gw->ops->ready(l->gw->core, l->conf->name, prio);
 	}
@@ -211,6 +222,7 @@ report(struct link *l, struct mt_item *it, int part, uint32_t status, bool tempo
 	else
 		l->submit_failed++;
 	it->unresolved--;
+	it->busy = false; /* the next part of this message may go */
 	l->gw->ops->mt_result(l->gw->core, &r);
 	item_free_if_done(it);
 }
@@ -371,7 +383,12 @@ build_submit(struct link *l, const struct mt_item *it, int part, struct smpp_sub
 		ussd_fields(l, it, sm);
 }
 
-/* Picks the next part to send: retries first, then interactive, then bulk. */
+/*
+ * Picks the next part to send: retries first, then interactive, then bulk.
+ * A message has at most one part in flight (or waiting for its retry), so
+ * its parts reach the SMSC in order even when one is throttled or lost;
+ * other messages fill the window meanwhile.
+ */
 static bool
 next_part(struct link *l, struct mt_item **it, int *part, int *from)
 {
@@ -382,12 +399,15 @@ next_part(struct link *l, struct mt_item **it, int *part, int *from)
 		return true;
 	}
 	for (int p = 0; p < MSG_PRIO_COUNT; p++) {
-		struct mt_item *h = lane_head(&l->lane[p]);
-		if (h != NULL) {
-			*it = h;
-			*part = h->next;
-			*from = p;
-			return true;
+		struct lane *ln = &l->lane[p];
+		for (int k = 0; k < ln->n; k++) {
+			struct mt_item *c = ln->v[(ln->head + k) % ln->cap];
+			if (c->next < c->nparts && !c->busy) {
+				*it = c;
+				*part = c->next;
+				*from = p;
+				return true;
+			}
 		}
 	}
 	return false;
@@ -402,8 +422,9 @@ consume(struct link *l, struct mt_item *it, int from)
 		return;
 	}
 	it->order[it->next] = ++l->order;
-	if (++it->next == it->nparts)
-		lane_pop(l, (enum msg_prio)from);
+	it->next++;
+	it->busy = true;
+	lane_trim(l, (enum msg_prio)from);
 }
 
 /* Sends one part; returns false when nothing more can be sent now. */
@@ -488,6 +509,12 @@ route(struct gateway *gw, const struct msg_mt *mt)
 	return best != NULL ? best : dflt;
 }
 
+/*
+ * The routed link when it can transmit, else the first other bound link,
+ * else the routed link anyway: the MT waits in its queue for the rebind
+ * (or for another link to come up, see tick_cb) instead of failing while a
+ * link is merely reconnecting. NULL only when no link serves the number.
+ */
 static struct link *
 route_bound(struct gateway *gw, const struct msg_mt *mt)
 {
@@ -502,7 +529,7 @@ route_bound(struct gateway *gw, const struct msg_mt *mt)
 				         (long long)mt->id, l->conf->name, gw->links[i].conf->name);
 			return &gw->links[i];
 		}
-	return NULL;
+	return l;
 }
 
 /*
@@ -667,12 +694,23 @@ on_receipt(struct link *l, struct smpp_session *s, const struct smpp_inbound *in
 {
 	struct msg_dlr d;
 	const char *raw = in->has_receipted_id ? in->receipted_id : parsed ? dt->id : "";
+	char a[MSG_SMSC_ID_MAX], b[MSG_SMSC_ID_MAX];
 
 	memset(&d, 0, sizeof d);
 	snprintf(d.link, sizeof d.link, "%s", l->conf->name);
 	if (raw[0] != '\0' &&
 	    dlr_normalise_id(raw, l->conf->dlr_id_base, d.smsc_id, sizeof d.smsc_id) != 0)
 		snprintf(d.smsc_id, sizeof d.smsc_id, "%s", raw);
+	/*
+	 * Some SMSCs echo the submit_sm_resp id (e.g. hex) in receipted_message_id
+	 * and write the text "id:" in the receipt base (e.g. decimal): when the
+	 * TLV read in submit_id_base agrees with the text id, that is the id.
+	 */
+	if (in->has_receipted_id && parsed && dt->id[0] != '\0' &&
+	    l->conf->submit_id_base != l->conf->dlr_id_base &&
+	    dlr_normalise_id(in->receipted_id, l->conf->submit_id_base, a, sizeof a) == 0 &&
+	    dlr_normalise_id(dt->id, l->conf->dlr_id_base, b, sizeof b) == 0 && strcmp(a, b) == 0)
+		snprintf(d.smsc_id, sizeof d.smsc_id, "%s", a);
 	d.state = in->has_message_state ? (enum msg_dlr_state)in->message_state
 	          : parsed              ? dt->state
 	                                : MSG_DLR_UNKNOWN;

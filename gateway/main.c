@@ -35,6 +35,7 @@
 #include "pipeline.h"
 #include "scheduler.h"
 #include "store.h"
+#include "ussd.h"
 
 struct daemon {
 	struct event_base *base;
@@ -43,6 +44,7 @@ struct daemon {
 	struct store *store;
 	struct gateway *gw;
 	struct pipeline *pipe;
+	struct ussd *ussd; /* USSD menus (core/ussd.c), fed by the pipeline's hook */
 	struct http_api *http;
 	struct sched *sched;
 	struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
@@ -153,6 +155,7 @@ sig_hup_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	pipeline_set_content(d->pipe, c);
+	ussd_set_content(d->ussd, c);
 	if (d->http)
 		http_api_set_content(d->http, c);
 	content_free(d->content);
@@ -221,6 +224,10 @@ daemon_start(struct daemon *d)
 	d->pipe = pipeline_new(d->base, &d->cfg, d->store, gateway_ops(), NULL);
 	d->gw = gateway_new(d->base, &d->cfg, pipeline_core_ops(), d->pipe);
 	pipeline_set_gateway(d->pipe, d->gw);
+	/* USSD menus: after the pipeline and the gateway */
+	d->ussd = ussd_new(d->base, &d->cfg, d->store, gateway_ops(), d->gw);
+	ussd_set_content(d->ussd, d->content);
+	pipeline_set_ussd(d->pipe, ussd_handle, d->ussd);
 	d->sched = sched_new(d->base, &d->cfg, d->store);
 	pipeline_set_content(d->pipe, d->content);
 	store_on_up(d->store, store_up_cb, d);
@@ -252,6 +259,7 @@ daemon_free(struct daemon *d)
 {
 	http_api_free(d->http);
 	gateway_free(d->gw);
+	ussd_free(d->ussd);
 	pipeline_free(d->pipe);
 	sched_free(d->sched);
 	store_free(d->store);

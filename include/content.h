@@ -21,6 +21,7 @@
 #define CONTENT_MAX_QUESTIONS 200 /* per skill per language */
 #define CONTENT_MAX_SEGMENTS 3 /* hard cap for any rendered reply */
 #define CONTENT_UCS2_SEG 67    /* UCS-2 characters per concatenated part */
+#define CONTENT_USSD_MAX 160   /* GSM-7 characters per USSD screen (ussd.txt) */
 
 struct content;
 
@@ -40,8 +41,8 @@ struct content_var {
 };
 
 /*
- * Loads dir/vi/ and dir/en/ (messages.txt and one <skill_code>.txt per
- * skill) and validates everything. Every problem is written to err (if not
+ * Loads dir/vi/ and dir/en/ (messages.txt, ussd.txt and one
+ * <skill_code>.txt per skill) and validates everything. Every problem is written to err (if not
  * NULL) as "file:line: reason"; *nerrors (if not NULL) gets the count.
  * Returns a new struct content owned by the caller (content_free), or NULL
  * when there was any error.
@@ -59,6 +60,12 @@ int content_lang(const char *code);
  * that is not defined). The pointer lives as long as c.
  */
 const char *content_msg(const struct content *c, int lang, const char *key);
+
+/*
+ * The USSD screen template for key (ussd.txt) in language lang, never NULL
+ * ("" for an unknown key). Lives as long as c.
+ */
+const char *content_ussd(const struct content *c, int lang, const char *key);
 
 /* Skill (1..5) full name, short name and self-assessment question; never NULL. */
 const char *content_skill_name(const struct content *c, int lang, int skill);

@@ -47,6 +47,14 @@ void pipeline_free(struct pipeline *p);
 /* The gateway argument of gw_ops, when it exists only after the pipeline. */
 void pipeline_set_gateway(struct pipeline *p, void *gwarg);
 
+/*
+ * USSD dialog steps from the gateway go to fn(arg, u) (core/ussd.c's
+ * ussd_handle), which acknowledges them itself. Unset: acknowledged and
+ * ignored.
+ */
+void pipeline_set_ussd(struct pipeline *p, void (*fn)(void *arg, const struct msg_ussd *u),
+                       void *arg);
+
 /* Swaps the content (borrowed; the caller frees the old one afterwards). */
 void pipeline_set_content(struct pipeline *p, const struct content *c);
 

@@ -105,8 +105,9 @@ BEGIN
     END LOOP;
 END $$;
 
--- Snapshot of MOs committed but never processed (after a crash).
-CREATE FUNCTION sg_mo_pending(p_limit int)
+-- Snapshot of MOs committed but never processed (after a crash), at least
+-- p_min_age seconds old (periodic sweeps leave younger ones to their owner).
+CREATE FUNCTION sg_mo_pending(p_limit int, p_min_age int)
 RETURNS TABLE (mo_id bigint, link text, msisdn text, dest text, text text, partial boolean,
                language text, opted_out boolean, flow_state text, flow_state_at bigint,
                help_at bigint, household text, hh_covered boolean, hh_members int,
@@ -115,6 +116,7 @@ LANGUAGE sql STABLE AS $$
     SELECT m.id, m.link, m.msisdn, m.dest, m.text, m.partial, s.*
       FROM mo_messages m, sg_sub_snapshot(m.msisdn) s
      WHERE m.state = 'received'
+       AND m.received_at <= clock_timestamp() - make_interval(secs => p_min_age)
      ORDER BY m.id LIMIT p_limit
 $$;
 

@@ -182,6 +182,10 @@ END $$;
 -- campaign time zone; a bare date is local midnight.
 CREATE FUNCTION sg_local_time(p text, p_tz text) RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    IF p IS NULL OR p !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)? *(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)?$' THEN
+        RAISE EXCEPTION '"%" is not a date or time (use e.g. 2026-10-01T08:00:00+07:00)', p
+            USING ERRCODE = '22023';
+    END IF;
     IF p ~ '(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$' AND p ~ '[Tt ]' THEN
         RETURN p::timestamptz;
     END IF;

@@ -105,7 +105,7 @@ async function start(opts = {}) {
     sections[`smsc ${name}`] = {
       host: '127.0.0.1', port: sims[name].port, system_id: 'skillgate', password: 'secret',
       short_codes: '8079', ussd_codes: '*8079#', default_route: 'yes', enquire_link: 5,
-      response_timeout: 5, reconnect_min: 1, reconnect_max: 2, ...lk,
+      response_timeout: 5, reconnect_min: 1, reconnect_max: 2, rate: 5000, window: 20, ...lk,
     };
   }
   for (const [sec, keys] of Object.entries(opts.conf || {})) sections[sec] = { ...(sections[sec] || {}), ...keys };

@@ -1,0 +1,1419 @@
+/*
+ * ussd.c — USSD menus (§3.3, §4.5): one state machine per dialog, used by
+ * SMPP dialogs and by the HTTP callback. See include/ussd.h.
+ *
+ * Screens: MAIN (1 quiz, 2 self-assessment, 3 progress, 4 household,
+ * 5 language), QUIZ_MENU, QUIZ_Q, SELF_Q, PROGRESS, HOUSEHOLD_ENTER,
+ * LANGUAGE, END. enter_state() is the only writer of the current screen.
+ * "0" goes back (to the parent screen), "00" to the main menu; three
+ * unusable inputs in a row end the dialog. Every screen comes from
+ * config/content/<lang>/ussd.txt, folded to GSM-7 (content_load checks each
+ * fits CONTENT_USSD_MAX characters).
+ *
+ * Dialog state string (ussd_sessions.state):
+ *   <scr>:<lang>:<bad>:<inputs>[:<skill>[:<ids>:<qi>:<score>]]
+ * scr is one of M K Q S P H L E; Q carries the quiz (skill, drawn question
+ * ids, index of the pending question, score), S the skill being asked.
+ *
+ * I/O (second half of the file): a cache of open dialogs keyed by link and
+ * session key, each with a FIFO of steps handled one at a time: (load the
+ * dialog and the subscriber snapshot from PostgreSQL when needed) -> screen
+ * logic -> sg_ussd_step commits the MO row, the dialog state, events, join,
+ * language, the screen (mt_messages kind 'ussd') and any SMS -> deliver_sm_resp
+ * -> submit_sm of the screen (or the HTTP body). Idle and total timers end a
+ * dialog with a step of their own.
+ */
+#include "ussd.h"
+
+#include <ctype.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "msg.h"
+#include "msisdn.h"
+#include "store.h"
+
+#define MOD "ussd"
+#define BAD_MAX 3
+
+/* ------------------------------------------------------------------ */
+/* State strings                                                       */
+/* ------------------------------------------------------------------ */
+
+static const char scr_letters[] = "MKQSPHLE";
+
+void
+ussd_state_format(const struct ussd_dialog *d, char *out, size_t cap)
+{
+	size_t o;
+	int k;
+
+	if (cap == 0)
+		return;
+	o = (size_t)snprintf(out, cap, "%c:%s:%d:%d", scr_letters[d->screen],
+	                     d->lang == 1 ? "en" : "vi", d->bad, d->inputs);
+	if (o >= cap)
+		return;
+	if (d->screen == USSD_SELF_Q) {
+		snprintf(out + o, cap - o, ":%d", d->skill);
+	} else if (d->screen == USSD_QUIZ_Q) {
+		o += (size_t)snprintf(out + o, cap - o, ":%d:", d->skill);
+		for (k = 0; k < d->qn && o < cap; k++)
+			o += (size_t)snprintf(out + o, cap - o, "%s%s", k ? "," : "", d->ids[k]);
+		if (o < cap)
+			snprintf(out + o, cap - o, ":%d:%d", d->qi, d->score);
+	}
+}
+
+/* Reads a decimal in [lo, hi] followed by end; returns what follows. */
+static const char *
+num(const char *p, int lo, int hi, char end, int *v)
+{
+	int n = 0, digits = 0;
+
+	while (*p >= '0' && *p <= '9' && digits < 4) {
+		n = n * 10 + (*p++ - '0');
+		digits++;
+	}
+	if (digits == 0 || *p != end || n < lo || n > hi)
+		return NULL;
+	*v = n;
+	return end != '\0' ? p + 1 : p;
+}
+
+static void
+dialog_reset(struct ussd_dialog *d, int lang)
+{
+	memset(d, 0, sizeof(*d));
+	d->screen = USSD_MAIN;
+	d->lang = lang;
+}
+
+int
+ussd_state_parse(const char *s, struct ussd_dialog *d)
+{
+	const char *p, *sl;
+	size_t len;
+	int lang;
+
+	dialog_reset(d, 0);
+	if (s == NULL || s[0] == '\0' || s[1] != ':' || (sl = strchr(scr_letters, s[0])) == NULL)
+		return -1;
+	if (strncmp(s + 2, "vi:", 3) == 0)
+		lang = 0;
+	else if (strncmp(s + 2, "en:", 3) == 0)
+		lang = 1;
+	else
+		return -1;
+	d->lang = lang;
+	d->screen = (enum ussd_screen)(sl - scr_letters);
+	p = s + 5;
+	if ((p = num(p, 0, BAD_MAX, ':', &d->bad)) == NULL)
+		goto bad;
+	if (d->screen != USSD_QUIZ_Q && d->screen != USSD_SELF_Q)
+		return num(p, 0, 9999, '\0', &d->inputs) != NULL ? 0 : (dialog_reset(d, lang), -1);
+	if ((p = num(p, 0, 9999, ':', &d->inputs)) == NULL)
+		goto bad;
+	if (d->screen == USSD_SELF_Q)
+		return num(p, 1, FLOW_SKILLS, '\0', &d->skill) != NULL ? 0 : (dialog_reset(d, lang), -1);
+	if ((p = num(p, 1, FLOW_SKILLS, ':', &d->skill)) == NULL)
+		goto bad;
+	for (d->qn = 0; d->qn < USSD_QUIZ_MAX;) {
+		len = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_-");
+		if (len == 0 || len >= CONTENT_ID_MAX)
+			goto bad;
+		memcpy(d->ids[d->qn], p, len);
+		d->ids[d->qn++][len] = '\0';
+		p += len;
+		if (*p == ':')
+			break;
+		if (*p++ != ',')
+			goto bad;
+	}
+	if (*p != ':')
+		goto bad;
+	if ((p = num(p + 1, 0, d->qn - 1, ':', &d->qi)) == NULL ||
+	    num(p, 0, d->qi, '\0', &d->score) == NULL)
+		goto bad;
+	return 0;
+bad:
+	dialog_reset(d, lang);
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Screen logic                                                        */
+/* ------------------------------------------------------------------ */
+
+struct uctx {
+	const struct content *c;
+	const struct ussd_cfg *cfg;
+	struct flow_sub *sub;
+	struct ussd_step_out *out;
+	struct ussd_dialog d;
+	uint32_t rs;
+	char prefix[128]; /* folded feedback put before the next screen if it fits */
+};
+
+/* Renders USSD template key into out (folded). */
+static void
+render(const struct uctx *x, const char *key, const struct content_var *v, int nv, char *out,
+       size_t cap)
+{
+	char buf[2048];
+
+	content_render(content_ussd(x->c, x->d.lang, key), v, nv, buf, sizeof(buf));
+	content_fold(buf, out, cap);
+}
+
+static void
+add_event(struct uctx *x, int skill, enum flow_event_kind kind, int value, bool passed)
+{
+	struct ussd_step_out *o = x->out;
+
+	if (o->n_events < FLOW_MAX_EVENTS)
+		o->events[o->n_events++] = (struct flow_event){skill, kind, value, passed};
+	if (kind == FLOW_EV_SELF) {
+		x->sub->self_level[skill - 1] = value;
+	} else {
+		if (value > x->sub->best_quiz[skill - 1])
+			x->sub->best_quiz[skill - 1] = value;
+		if (passed)
+			x->sub->quiz_passed[skill - 1] = true;
+	}
+}
+
+/* The one writer of the current screen. */
+static void
+enter_state(struct uctx *x, enum ussd_screen s)
+{
+	if (s != USSD_QUIZ_Q) {
+		x->d.qn = x->d.qi = x->d.score = 0;
+		memset(x->d.ids, 0, sizeof(x->d.ids));
+	}
+	if (s != USSD_QUIZ_Q && s != USSD_SELF_Q)
+		x->d.skill = 0;
+	x->d.screen = s;
+	x->d.bad = 0;
+	if (s == USSD_END)
+		x->out->end = true;
+}
+
+/* A final screen from template key: the dialog ends. */
+static void
+finish(struct uctx *x, const char *key, const struct content_var *v, int nv)
+{
+	enter_state(x, USSD_END);
+	render(x, key, v, nv, x->out->screen, sizeof(x->out->screen));
+	x->prefix[0] = '\0';
+}
+
+static void
+question_screen(const struct uctx *x, const struct content_question *q, char *out, size_t cap)
+{
+	char ns[12], ts[12];
+	struct content_var v[] = {
+		{"n", ns}, {"total", ts}, {"question", q->text},
+		{"a", q->opt[0]}, {"b", q->opt[1]}, {"c", q->opt[2]}, {"d", q->opt[3]},
+	};
+
+	snprintf(ns, sizeof(ns), "%d", x->d.qi + 1);
+	snprintf(ts, sizeof(ts), "%d", x->d.qn);
+	render(x, "quiz_question", v, 7, out, cap);
+}
+
+/* "1,3,5" of skills proficient (want) or not; mask: household skills. */
+static void
+skill_numbers(const struct uctx *x, bool want, bool household, char *out, size_t cap)
+{
+	size_t o = 0;
+	int k;
+	bool prof;
+
+	out[0] = '\0';
+	for (k = 1; k <= FLOW_SKILLS; k++) {
+		prof = household ? (x->sub->household_skills >> (k - 1)) & 1
+		                 : flow_proficient(x->sub, k, x->cfg->rule);
+		if (prof == want && o + 3 < cap)
+			o += (size_t)snprintf(out + o, cap - o, "%s%d", o ? "," : "", k);
+	}
+	if (o == 0)
+		render(x, "none", NULL, 0, out, cap);
+}
+
+/* Renders the current (non-final) screen into out->screen. */
+static void
+show(struct uctx *x)
+{
+	char buf[USSD_SCREEN_BYTES], ns[12], done[64], miss[64], hmiss[64], members[12];
+	const struct content_question *q;
+	struct ussd_step_out *o = x->out;
+
+	switch (x->d.screen) {
+	case USSD_MAIN:
+		render(x, "main", NULL, 0, buf, sizeof(buf));
+		break;
+	case USSD_QUIZ_MENU:
+		render(x, "quiz_menu", NULL, 0, buf, sizeof(buf));
+		break;
+	case USSD_QUIZ_Q:
+		q = content_question_find(x->c, x->d.lang, x->d.skill, x->d.ids[x->d.qi]);
+		if (q == NULL) { /* retired by a content reload */
+			finish(x, "abandoned", NULL, 0);
+			return;
+		}
+		question_screen(x, q, buf, sizeof(buf));
+		break;
+	case USSD_SELF_Q: {
+		snprintf(ns, sizeof(ns), "%d", x->d.skill);
+		struct content_var v[] = {
+			{"n", ns}, {"total", "5"},
+			{"skill", content_skill_short(x->c, x->d.lang, x->d.skill)},
+			{"question", content_self_question(x->c, x->d.lang, x->d.skill)},
+		};
+		render(x, "self_question", v, 4, buf, sizeof(buf));
+		break;
+	}
+	case USSD_PROGRESS: {
+		const char *key = "progress_none";
+		skill_numbers(x, true, false, done, sizeof(done));
+		skill_numbers(x, false, false, miss, sizeof(miss));
+		skill_numbers(x, false, true, hmiss, sizeof(hmiss));
+		snprintf(members, sizeof(members), "%d", x->sub->household_members);
+		if (x->sub->household[0] != '\0')
+			key = x->sub->household_covered ? "progress_covered" : "progress_partial";
+		struct content_var v[] = {
+			{"done", done}, {"missing", miss}, {"household", x->sub->household},
+			{"members", members}, {"household_missing", hmiss},
+		};
+		render(x, key, v, 5, buf, sizeof(buf));
+		break;
+	}
+	case USSD_HOUSEHOLD_ENTER:
+		render(x, "household_enter", NULL, 0, buf, sizeof(buf));
+		break;
+	case USSD_LANGUAGE:
+		render(x, "language", NULL, 0, buf, sizeof(buf));
+		break;
+	case USSD_END:
+	default:
+		return; /* the final screen is already in out->screen */
+	}
+	if (x->prefix[0] != '\0') {
+		char both[USSD_SCREEN_BYTES + 160];
+		snprintf(both, sizeof(both), "%s %s", x->prefix, buf);
+		if (content_gsm7_folded_len(both) <= CONTENT_USSD_MAX &&
+		    strlen(both) < sizeof(o->screen)) {
+			memcpy(o->screen, both, strlen(both) + 1);
+			return;
+		}
+	}
+	snprintf(o->screen, sizeof(o->screen), "%s", buf);
+}
+
+static uint32_t
+xorshift32(uint32_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+static void
+start_quiz(struct uctx *x, int skill)
+{
+	int idx[CONTENT_MAX_QUESTIONS], bank, i, j, t, n;
+
+	bank = content_question_count(x->c, x->d.lang, skill);
+	n = x->cfg->quiz_length > 0 ? x->cfg->quiz_length : 5;
+	if (n > USSD_QUIZ_MAX)
+		n = USSD_QUIZ_MAX;
+	if (n > bank)
+		n = bank;
+	if (n <= 0) {
+		finish(x, "abandoned", NULL, 0);
+		return;
+	}
+	enter_state(x, USSD_QUIZ_Q);
+	x->d.skill = skill;
+	x->d.qn = n;
+	for (i = 0; i < bank; i++)
+		idx[i] = i;
+	for (i = 0; i < n; i++) { /* partial Fisher-Yates, as the SMS quiz */
+		j = i + (int)(xorshift32(&x->rs) % (uint32_t)(bank - i));
+		t = idx[i], idx[i] = idx[j], idx[j] = t;
+		snprintf(x->d.ids[i], sizeof(x->d.ids[i]), "%s",
+		         content_question_at(x->c, x->d.lang, skill, idx[i])->id);
+	}
+}
+
+static int
+pass_mark(const struct uctx *x)
+{
+	int p = x->cfg->pass_mark > 0 ? x->cfg->pass_mark : 4;
+
+	return p < x->d.qn ? p : x->d.qn;
+}
+
+static void
+quiz_done(struct uctx *x)
+{
+	int skill = x->d.skill, pass = pass_mark(x);
+	bool passed = x->d.score >= pass;
+	char ns[12], ss[12], ts[12], ps[12], tmp[USSD_SMS_BYTES];
+	struct content_var v[] = {
+		{"skill", content_skill_short(x->c, x->d.lang, skill)}, {"n", ns},
+		{"score", ss}, {"total", ts}, {"pass", ps},
+	};
+
+	snprintf(ns, sizeof(ns), "%d", skill);
+	snprintf(ss, sizeof(ss), "%d", x->d.score);
+	snprintf(ts, sizeof(ts), "%d", x->d.qn);
+	snprintf(ps, sizeof(ps), "%d", pass);
+	add_event(x, skill, FLOW_EV_QUIZ, x->d.score, passed);
+	render(x, passed ? "sms_passed" : "sms_failed", v, 5, tmp, sizeof(tmp));
+	snprintf(x->out->sms, sizeof(x->out->sms), "%s", tmp);
+	finish(x, passed ? "quiz_passed" : "quiz_failed", v, 5);
+}
+
+static void
+quiz_answer(struct uctx *x, int choice)
+{
+	const struct content_question *q =
+	    content_question_find(x->c, x->d.lang, x->d.skill, x->d.ids[x->d.qi]);
+	char ans[12];
+
+	if (q == NULL) {
+		finish(x, "abandoned", NULL, 0);
+		return;
+	}
+	if (choice == q->answer) {
+		x->d.score++;
+		render(x, "correct", NULL, 0, x->prefix, sizeof(x->prefix));
+	} else {
+		snprintf(ans, sizeof(ans), "%d", q->answer + 1);
+		struct content_var v[] = {{"answer", ans}};
+		render(x, "wrong", v, 1, x->prefix, sizeof(x->prefix));
+	}
+	if (++x->d.qi >= x->d.qn)
+		quiz_done(x);
+}
+
+static void
+self_answer(struct uctx *x, int level)
+{
+	add_event(x, x->d.skill, FLOW_EV_SELF, level, false);
+	if (x->d.skill >= FLOW_SKILLS) {
+		finish(x, "self_done", NULL, 0);
+		return;
+	}
+	x->d.skill++;
+	x->d.bad = 0;
+}
+
+static bool
+valid_household_code(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > 31)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
+static void
+join(struct uctx *x, const char *code)
+{
+	struct content_var v[] = {{"code", code}};
+	struct ussd_step_out *o = x->out;
+
+	snprintf(o->join_code, sizeof(o->join_code), "%s", code);
+	render(x, "join_ok", v, 1, o->screen_join_ok, sizeof(o->screen_join_ok));
+	render(x, "join_unknown", v, 1, o->screen_join_unknown, sizeof(o->screen_join_unknown));
+	enter_state(x, USSD_END);
+	o->screen[0] = '\0'; /* the store picks one of the two */
+	x->prefix[0] = '\0';
+}
+
+/* A single digit 1..max, or 0 for anything else. */
+static int
+digit(const char *in, int max)
+{
+	if (in[0] >= '1' && in[0] <= '0' + max && in[1] == '\0')
+		return in[0] - '0';
+	return 0;
+}
+
+static void
+invalid(struct uctx *x)
+{
+	if (++x->d.bad >= BAD_MAX) {
+		finish(x, "abandoned", NULL, 0);
+		return;
+	}
+	render(x, "invalid", NULL, 0, x->prefix, sizeof(x->prefix));
+}
+
+/* Applies one user input to the dialog. */
+static void
+apply(struct uctx *x, const char *raw)
+{
+	char in[64];
+	size_t n;
+	int k;
+
+	if (x->d.screen == USSD_END)
+		return;
+	while (*raw == ' ' || *raw == '\t')
+		raw++;
+	snprintf(in, sizeof(in), "%s", raw);
+	n = strlen(in);
+	while (n > 0 && (in[n - 1] == ' ' || in[n - 1] == '\t' || in[n - 1] == '\r' || in[n - 1] == '\n'))
+		in[--n] = '\0';
+	x->prefix[0] = '\0';
+	if (strcmp(in, "00") == 0) {
+		enter_state(x, USSD_MAIN);
+		return;
+	}
+	if (strcmp(in, "0") == 0) {
+		static const enum ussd_screen parent[] = {
+			[USSD_MAIN] = USSD_MAIN, [USSD_QUIZ_MENU] = USSD_MAIN,
+			[USSD_QUIZ_Q] = USSD_QUIZ_MENU, [USSD_SELF_Q] = USSD_MAIN,
+			[USSD_PROGRESS] = USSD_MAIN, [USSD_HOUSEHOLD_ENTER] = USSD_MAIN,
+			[USSD_LANGUAGE] = USSD_MAIN, [USSD_END] = USSD_END,
+		};
+		enter_state(x, parent[x->d.screen]);
+		return;
+	}
+	switch (x->d.screen) {
+	case USSD_MAIN:
+		k = digit(in, 5);
+		if (k == 1)
+			enter_state(x, USSD_QUIZ_MENU);
+		else if (k == 2) {
+			enter_state(x, USSD_SELF_Q);
+			x->d.skill = 1;
+		} else if (k == 3)
+			enter_state(x, USSD_PROGRESS);
+		else if (k == 4)
+			enter_state(x, USSD_HOUSEHOLD_ENTER);
+		else if (k == 5)
+			enter_state(x, USSD_LANGUAGE);
+		else
+			invalid(x);
+		break;
+	case USSD_QUIZ_MENU:
+		if ((k = digit(in, FLOW_SKILLS)) > 0)
+			start_quiz(x, k);
+		else
+			invalid(x);
+		break;
+	case USSD_QUIZ_Q:
+		if ((k = digit(in, 4)) > 0) {
+			x->d.bad = 0;
+			quiz_answer(x, k - 1);
+		} else {
+			invalid(x);
+		}
+		break;
+	case USSD_SELF_Q:
+		if ((k = digit(in, 4)) > 0)
+			self_answer(x, k - 1);
+		else
+			invalid(x);
+		break;
+	case USSD_HOUSEHOLD_ENTER:
+		if (valid_household_code(in))
+			join(x, in);
+		else
+			invalid(x);
+		break;
+	case USSD_LANGUAGE:
+		if ((k = digit(in, 2)) > 0) {
+			x->d.lang = k - 1;
+			snprintf(x->out->lang, sizeof(x->out->lang), "%s", k == 2 ? "en" : "vi");
+			enter_state(x, USSD_MAIN);
+		} else {
+			invalid(x);
+		}
+		break;
+	case USSD_PROGRESS:
+	case USSD_END:
+	default:
+		invalid(x);
+		break;
+	}
+}
+
+static void
+finish_out(struct uctx *x)
+{
+	if (x->d.screen != USSD_END)
+		show(x);
+	x->out->next = x->d;
+	ussd_state_format(&x->d, x->out->state, sizeof(x->out->state));
+}
+
+static void
+ctx_init(struct uctx *x, const struct content *c, const struct ussd_cfg *cfg, struct flow_sub *sub,
+         uint32_t seed, struct ussd_step_out *out)
+{
+	memset(out, 0, sizeof(*out));
+	memset(x, 0, sizeof(*x));
+	x->c = c;
+	x->cfg = cfg;
+	x->sub = sub;
+	x->out = out;
+	x->rs = seed != 0 ? seed : 0x9E3779B9u;
+}
+
+/* A fresh dialog at MAIN, then each input in turn. */
+static void
+begin_inputs(const struct content *c, const struct ussd_cfg *cfg, struct flow_sub *sub,
+             const char *const *inputs, int n, uint32_t seed, struct ussd_step_out *out)
+{
+	struct uctx x;
+	int i;
+
+	ctx_init(&x, c, cfg, sub, seed, out);
+	dialog_reset(&x.d, content_lang(sub->lang));
+	for (i = 0; i < n && i < USSD_MAX_INPUTS; i++)
+		apply(&x, inputs[i]);
+	x.d.inputs = n;
+	finish_out(&x);
+}
+
+void
+ussd_begin(const struct content *c, const struct ussd_cfg *cfg, struct flow_sub *sub,
+           const char *dialled, uint32_t seed, struct ussd_step_out *out)
+{
+	char buf[128], *p, *f[USSD_MAX_INPUTS + 1];
+	const char *inputs[USSD_MAX_INPUTS];
+	int nf = 0, i;
+	size_t n;
+
+	snprintf(buf, sizeof(buf), "%s", dialled != NULL ? dialled : "");
+	p = buf;
+	while (*p == ' ')
+		p++;
+	n = strlen(p);
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '#'))
+		p[--n] = '\0';
+	if (*p == '*') { /* "*8079*1*3" -> fields 8079, 1, 3 */
+		p++;
+		while (nf < USSD_MAX_INPUTS + 1) {
+			f[nf++] = p;
+			p = strchr(p, '*');
+			if (p == NULL)
+				break;
+			*p++ = '\0';
+		}
+	}
+	for (i = 1; i < nf; i++)
+		inputs[i - 1] = f[i];
+	begin_inputs(c, cfg, sub, inputs, nf > 1 ? nf - 1 : 0, seed, out);
+	out->next.inputs = 0;
+	ussd_state_format(&out->next, out->state, sizeof(out->state));
+}
+
+void
+ussd_input(const struct content *c, const struct ussd_cfg *cfg, struct flow_sub *sub,
+           const struct ussd_dialog *in, const char *const *inputs, int n, uint32_t seed,
+           struct ussd_step_out *out)
+{
+	struct uctx x;
+	int i;
+
+	ctx_init(&x, c, cfg, sub, seed, out);
+	x.d = *in;
+	for (i = 0; i < n && i < USSD_MAX_INPUTS; i++)
+		apply(&x, inputs[i]);
+	finish_out(&x);
+}
+
+void
+ussd_close(const struct content *c, const struct ussd_cfg *cfg, const struct ussd_dialog *in,
+           bool timeout, struct ussd_step_out *out)
+{
+	struct flow_sub dummy;
+	struct uctx x;
+	const struct content_question *q;
+
+	memset(&dummy, 0, sizeof(dummy));
+	ctx_init(&x, c, cfg, &dummy, 0, out);
+	x.d = *in;
+	if (x.d.screen == USSD_QUIZ_Q && x.d.qn > 0 &&
+	    (q = content_question_find(c, x.d.lang, x.d.skill, x.d.ids[x.d.qi])) != NULL) {
+		char ns[12], as[12], ts[12], ss[12], head[USSD_SMS_BYTES / 2], qs[USSD_SCREEN_BYTES - 8];
+		struct content_var v[] = {
+			{"skill", content_skill_short(c, x.d.lang, x.d.skill)}, {"n", ns},
+			{"answered", as}, {"total", ts}, {"score", ss},
+		};
+		size_t o;
+		int k;
+
+		snprintf(ns, sizeof(ns), "%d", x.d.skill);
+		snprintf(as, sizeof(as), "%d", x.d.qi);
+		snprintf(ts, sizeof(ts), "%d", x.d.qn);
+		snprintf(ss, sizeof(ss), "%d", x.d.score);
+		render(&x, "sms_paused", v, 5, head, sizeof(head));
+		question_screen(&x, q, qs, sizeof(qs));
+		snprintf(out->sms, sizeof(out->sms), "%s\n%s", head, qs);
+		/* the SMS quiz (core/flow.c) continues from here */
+		o = (size_t)snprintf(out->sms_state, sizeof(out->sms_state), "Q:%d:", x.d.skill);
+		for (k = 0; k < x.d.qn && o < sizeof(out->sms_state); k++)
+			o += (size_t)snprintf(out->sms_state + o, sizeof(out->sms_state) - o, "%s%s",
+			                      k ? "," : "", x.d.ids[k]);
+		if (o < sizeof(out->sms_state))
+			snprintf(out->sms_state + o, sizeof(out->sms_state) - o, ":%d:%d:0", x.d.qi,
+			         x.d.score);
+		out->sms_state_set = true;
+	}
+	if (timeout)
+		finish(&x, "timeout", NULL, 0);
+	else
+		enter_state(&x, USSD_END);
+	out->next = x.d;
+	ussd_state_format(&x.d, out->state, sizeof(out->state));
+}
+
+/* ------------------------------------------------------------------ */
+/* I/O: dialogs, steps, the store and the gateway                      */
+/* ------------------------------------------------------------------ */
+
+#define DLG_BUCKETS 4096
+#define HTTP_LINK "http"
+#define SUBMIT_RETRIES 100
+
+enum step_kind { STEP_SMPP, STEP_HTTP, STEP_TIMEOUT };
+
+struct step {
+	struct step *next;
+	enum step_kind kind;
+	enum msg_ussd_op op;     /* STEP_SMPP */
+	char *text;              /* input, dialled string, or HTTP text */
+	struct msg_ack ack;
+	bool has_ack;
+	void (*done)(void *arg, int status, const char *body);
+	void *done_arg;
+};
+
+struct dlg {
+	struct dlg *hnext;
+	struct ussd *u;
+	char link[MSG_LINK_MAX];
+	char key[40];
+	char msisdn[MSG_MSISDN_MAX];
+	char service[MSG_ADDR_MAX];
+	bool http;
+	bool loaded;   /* d and sub are known */
+	bool open;     /* a dialog exists (not ended, not unknown) */
+	int64_t started;
+	struct ussd_dialog d;
+	struct flow_sub sub;
+	struct step *head, *tail;
+	bool busy;
+	uint64_t req;  /* store request in flight */
+	bool total_expired;
+	struct event *idle_ev, *total_ev;
+	char last[USSD_SCREEN_BYTES + 8]; /* HTTP: last body, for a repeated request */
+};
+
+struct ussd {
+	struct event_base *base;
+	const struct sg_config *cfg;
+	struct store *st;
+	const struct gw_ops *gw;
+	void *gwarg;
+	const struct content *content;
+	struct ussd_cfg ucfg;
+	char owner[64];
+	uint32_t rng;
+	int active;
+	struct dlg *tab[DLG_BUCKETS];
+};
+
+/* A commit in flight. */
+struct commit {
+	struct dlg *g;
+	struct step *s;
+	struct ussd_step_out out;
+	struct flow_sub sub; /* snapshot with this step's events */
+	bool begin;
+};
+
+static void kick(struct dlg *g);
+
+static uint32_t
+urand(struct ussd *u)
+{
+	return xorshift32(&u->rng);
+}
+
+static unsigned
+dlg_hash(const char *link, const char *key)
+{
+	unsigned h = 2166136261u;
+	for (const char *s = link; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	h = (h ^ '|') * 16777619u;
+	for (const char *s = key; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % DLG_BUCKETS;
+}
+
+static struct dlg **
+dlg_slot(struct ussd *u, const char *link, const char *key)
+{
+	struct dlg **g = &u->tab[dlg_hash(link, key)];
+	while (*g && (strcmp((*g)->link, link) != 0 || strcmp((*g)->key, key) != 0))
+		g = &(*g)->hnext;
+	return g;
+}
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg);
+static void total_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct dlg *
+dlg_new(struct ussd *u, const char *link, const char *key, const char *msisdn, const char *service,
+        bool http)
+{
+	struct dlg *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		fatal("out of memory");
+	g->u = u;
+	snprintf(g->link, sizeof(g->link), "%s", link);
+	snprintf(g->key, sizeof(g->key), "%s", key);
+	snprintf(g->msisdn, sizeof(g->msisdn), "%s", msisdn);
+	snprintf(g->service, sizeof(g->service), "%s", service);
+	g->http = http;
+	g->idle_ev = evtimer_new(u->base, idle_cb, g);
+	g->total_ev = evtimer_new(u->base, total_cb, g);
+	struct dlg **slot = dlg_slot(u, link, key);
+	g->hnext = *slot;
+	*slot = g;
+	u->active++;
+	return g;
+}
+
+static void
+step_free(struct step *s)
+{
+	if (s == NULL)
+		return;
+	free(s->text);
+	free(s);
+}
+
+/* Answers a step that will not be committed (status: SMPP ack / HTTP). */
+static void
+step_drop(struct ussd *u, struct step *s, uint32_t smpp_status, int http_status,
+          const char *body)
+{
+	if (s->has_ack && u->gwarg != NULL)
+		u->gw->ack(u->gwarg, &s->ack, 1, smpp_status);
+	if (s->done != NULL)
+		s->done(s->done_arg, http_status, body);
+	step_free(s);
+}
+
+/* Removes g from the cache; queued steps are answered (ok / 503). */
+static void
+dlg_free(struct dlg *g, bool answer)
+{
+	struct ussd *u = g->u;
+	struct dlg **slot = dlg_slot(u, g->link, g->key);
+	if (*slot == g)
+		*slot = g->hnext;
+	u->active--;
+	if (g->req != 0)
+		store_cancel(u->st, g->req);
+	event_free(g->idle_ev);
+	event_free(g->total_ev);
+	struct step *s = g->head;
+	while (s) {
+		struct step *next = s->next;
+		if (answer)
+			step_drop(u, s, 0, 200, "END ");
+		else
+			step_free(s);
+		s = next;
+	}
+	free(g);
+}
+
+static void
+push_step(struct dlg *g, struct step *s)
+{
+	s->next = NULL;
+	if (g->tail)
+		g->tail->next = s;
+	else
+		g->head = s;
+	g->tail = s;
+}
+
+static struct step *
+pop_step(struct dlg *g)
+{
+	struct step *s = g->head;
+	if (s) {
+		g->head = s->next;
+		if (g->head == NULL)
+			g->tail = NULL;
+	}
+	return s;
+}
+
+static void
+arm(struct event *ev, int secs)
+{
+	struct timeval tv = {secs > 0 ? secs : 0, 0};
+	evtimer_add(ev, &tv);
+}
+
+/* Timers: a timeout step, run after whatever is in flight. */
+static void
+timeout_step(struct dlg *g)
+{
+	struct step *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		fatal("out of memory");
+	s->kind = STEP_TIMEOUT;
+	push_step(g, s);
+	kick(g);
+}
+
+static void
+idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dlg *g = arg;
+	if (g->busy || g->head != NULL)
+		return; /* activity: the commit re-arms the timer */
+	timeout_step(g);
+}
+
+static void
+total_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dlg *g = arg;
+	if (g->busy || g->head != NULL) {
+		g->total_expired = true;
+		return;
+	}
+	timeout_step(g);
+}
+
+/* ---- submit (with a short retry while the link queue is full) ---- */
+
+struct pending_mt {
+	struct ussd *u;
+	struct msg_mt mt;
+	char *text;
+	int tries;
+	struct event *ev;
+};
+
+static void
+submit_try(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending_mt *p = arg;
+	struct ussd *u = p->u;
+	int rc = u->gwarg != NULL ? u->gw->submit(u->gwarg, &p->mt) : -2;
+
+	if ((rc == -1 || rc == -2) && ++p->tries < SUBMIT_RETRIES) {
+		if (p->ev == NULL)
+			p->ev = evtimer_new(u->base, submit_try, p);
+		struct timeval tv = {0, 20 * 1000};
+		evtimer_add(p->ev, &tv);
+		return;
+	}
+	if (rc != 0) {
+		char mb[32];
+		log_warn(MOD, "USSD screen %lld to %s not sent: no link can carry it",
+		         (long long)p->mt.id, log_msisdn(p->mt.to, mb, sizeof(mb)));
+	}
+	if (p->ev)
+		event_free(p->ev);
+	free(p->text);
+	free(p);
+}
+
+static void
+submit_screen(struct dlg *g, int64_t mt_id, const char *text, bool end)
+{
+	struct pending_mt *p = calloc(1, sizeof(*p));
+	if (p == NULL || (p->text = strdup(text)) == NULL)
+		fatal("out of memory");
+	p->u = g->u;
+	p->mt.id = mt_id;
+	snprintf(p->mt.to, sizeof(p->mt.to), "%s", g->msisdn);
+	p->mt.text = p->text;
+	p->mt.prio = MSG_PRIO_INTERACTIVE;
+	p->mt.fold = true;
+	snprintf(p->mt.link, sizeof(p->mt.link), "%s", g->link);
+	p->mt.ussd = true;
+	p->mt.ussd_end = end;
+	snprintf(p->mt.ussd_session_key, sizeof(p->mt.ussd_session_key), "%s", g->key);
+	submit_try(-1, 0, p);
+}
+
+/* ---- commit ---- */
+
+static json_t *
+step_json(const struct dlg *g, const struct step *s, const struct commit *c)
+{
+	const struct ussd_step_out *o = &c->out;
+	json_t *ev = json_array();
+	for (int i = 0; i < o->n_events; i++) {
+		const struct flow_event *e = &o->events[i];
+		json_array_append_new(ev, json_pack("[i s i b]", e->skill,
+		                                    e->kind == FLOW_EV_SELF ? "self" : "quiz", e->value,
+		                                    e->passed));
+	}
+	json_t *j = json_pack("{s:s s:s s:s s:s s:s s:s s:b s:b s:b s:s s:s s:s s:s s:s s:s s:b s:o}",
+	                      "link", g->link, "key", g->key, "msisdn", g->msisdn, "dest",
+	                      g->service, "channel", g->http ? "http" : "ussd", "state", o->state,
+	                      "begin", c->begin, "end", o->end, "http", g->http, "lang", o->lang,
+	                      "join", o->join_code, "rok", o->screen_join_ok, "runk",
+	                      o->screen_join_unknown, "screen", o->screen, "sms", o->sms, "sc",
+	                      o->sms_state_set, "ev", ev);
+	json_object_set_new(j, "input",
+	                    s->kind == STEP_TIMEOUT ? json_null() : json_string(s->text ? s->text : ""));
+	if (o->sms_state_set)
+		json_object_set_new(j, "sms_state", json_string(o->sms_state));
+	return j;
+}
+
+static void
+commit_cb(void *arg, PGresult *res, const char *err)
+{
+	struct commit *c = arg;
+	struct dlg *g = c->g;
+	struct ussd *u = g->u;
+	struct step *s = c->s;
+	char mb[32];
+
+	g->req = 0;
+	g->busy = false;
+	if (res == NULL) {
+		log_warn(MOD, "USSD step of %s not committed (%s)",
+		         log_msisdn(g->msisdn, mb, sizeof(mb)), err);
+		step_drop(u, s, (uint32_t)u->cfg->mo_temp_error, 503, "END Service unavailable");
+		free(c);
+		if (!g->open || s->kind == STEP_TIMEOUT) {
+			dlg_free(g, true);
+			return;
+		}
+		kick(g);
+		return;
+	}
+	/* committed: acknowledge, then send the screen */
+	if (s->has_ack && u->gwarg != NULL)
+		u->gw->ack(u->gwarg, &s->ack, 1, 0);
+	s->has_ack = false;
+	const char *screen = c->out.screen;
+	int64_t mt_id = 0;
+	if (PQntuples(res) > 0) {
+		mt_id = atoll(PQgetvalue(res, 0, 0));
+		screen = PQgetvalue(res, 0, 1);
+	}
+	bool end = c->out.end;
+	if (g->http) {
+		snprintf(g->last, sizeof(g->last), "%s %s", end ? "END" : "CON", screen);
+		if (s->done)
+			s->done(s->done_arg, 200, g->last);
+		s->done = NULL;
+	} else if (screen[0] != '\0' && mt_id > 0) {
+		submit_screen(g, mt_id, screen, end);
+	}
+	g->d = c->out.next;
+	g->sub = c->sub;
+	g->loaded = true;
+	g->open = !end;
+	if (c->begin) {
+		g->started = (int64_t)time(NULL);
+		arm(g->total_ev, u->cfg->ussd_total_timeout);
+	}
+	step_free(s);
+	free(c);
+	if (end) {
+		dlg_free(g, true);
+		return;
+	}
+	if (g->total_expired && g->head == NULL) {
+		g->total_expired = false;
+		timeout_step(g);
+		return;
+	}
+	arm(g->idle_ev, u->cfg->ussd_idle_timeout);
+	kick(g);
+}
+
+/* Splits an HTTP text on '*' (in place); returns the field count. */
+static int
+split_inputs(char *text, const char **f, int max)
+{
+	int n = 0;
+	if (text == NULL || text[0] == '\0')
+		return 0;
+	char *p = text;
+	while (n < max) {
+		f[n++] = p;
+		p = strchr(p, '*');
+		if (p == NULL)
+			break;
+		*p++ = '\0';
+	}
+	return n;
+}
+
+/* Computes and commits the head step (the dialog is loaded). */
+static void
+run_step(struct dlg *g, struct step *s)
+{
+	struct ussd *u = g->u;
+	struct commit *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		fatal("out of memory");
+	c->g = g;
+	c->s = s;
+	c->sub = g->sub;
+	const struct content *ct = u->content;
+
+	if (s->kind == STEP_TIMEOUT) {
+		ussd_close(ct, &u->ucfg, &g->d, true, &c->out);
+		if (g->http)
+			c->out.screen[0] = '\0'; /* nobody to show it to */
+	} else if (s->kind == STEP_SMPP && s->op == MSG_USSD_BEGIN) {
+		c->begin = true;
+		ussd_begin(ct, &u->ucfg, &c->sub, s->text, urand(u), &c->out);
+	} else if (s->kind == STEP_SMPP && s->op == MSG_USSD_ABORT) {
+		ussd_close(ct, &u->ucfg, &g->d, false, &c->out);
+	} else if (s->kind == STEP_SMPP) {
+		const char *in[1] = {s->text};
+		if (!g->open) { /* unknown or ended dialog: say so */
+			struct uctx x;
+			ctx_init(&x, ct, &u->ucfg, &c->sub, 0, &c->out);
+			dialog_reset(&x.d, content_lang(g->sub.lang));
+			finish(&x, "expired", NULL, 0);
+			finish_out(&x);
+		} else {
+			ussd_input(ct, &u->ucfg, &c->sub, &g->d, in, 1, urand(u), &c->out);
+		}
+	} else { /* HTTP */
+		char *copy = strdup(s->text ? s->text : "");
+		const char *f[USSD_MAX_INPUTS * 4];
+		if (copy == NULL)
+			fatal("out of memory");
+		int n = split_inputs(copy, f, (int)(sizeof(f) / sizeof(f[0])));
+		if (!g->loaded || (!g->open && g->d.screen != USSD_END)) {
+			c->begin = true;
+			begin_inputs(ct, &u->ucfg, &c->sub, f, n, urand(u), &c->out);
+		} else if (!g->open) {
+			struct uctx x;
+			ctx_init(&x, ct, &u->ucfg, &c->sub, 0, &c->out);
+			dialog_reset(&x.d, g->d.lang);
+			finish(&x, "expired", NULL, 0);
+			finish_out(&x);
+		} else if (n == g->d.inputs && g->last[0] != '\0') {
+			/* the same request again: same answer, nothing to commit */
+			free(copy);
+			free(c);
+			if (s->done)
+				s->done(s->done_arg, 200, g->last);
+			s->done = NULL;
+			step_free(s);
+			arm(g->idle_ev, u->cfg->ussd_idle_timeout);
+			kick(g);
+			return;
+		} else {
+			int from = n > g->d.inputs ? g->d.inputs : (n > 0 ? n - 1 : 0);
+			ussd_input(ct, &u->ucfg, &c->sub, &g->d, f + from, n - from, urand(u), &c->out);
+			c->out.next.inputs = n;
+			ussd_state_format(&c->out.next, c->out.state, sizeof(c->out.state));
+		}
+		c->out.next.inputs = n;
+		ussd_state_format(&c->out.next, c->out.state, sizeof(c->out.state));
+		free(copy);
+	}
+
+	json_t *j = step_json(g, s, c);
+	char *js = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	const char *rule = u->ucfg.rule == FLOW_RULE_SELF   ? "self"
+	                   : u->ucfg.rule == FLOW_RULE_QUIZ ? "quiz"
+	                                                    : "both";
+	const char *params[] = {js, rule, u->owner};
+	g->busy = true;
+	evtimer_del(g->idle_ev);
+	g->req = store_query(u->st, "SELECT * FROM sg_ussd_step($1::jsonb, $2, $3)", 3, params,
+	                     commit_cb, c);
+	free(js);
+	if (g->req == 0)
+		commit_cb(c, NULL, "database unavailable");
+}
+
+/* Columns of sg_ussd_load: found, state, ended, started, then the snapshot. */
+static void
+snapshot_from(PGresult *res, int off, const char *msisdn, const char *deflang,
+              struct flow_sub *s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->msisdn, sizeof(s->msisdn), "%s", msisdn);
+	for (int i = 0; i < FLOW_SKILLS; i++)
+		s->self_level[i] = s->best_quiz[i] = -1;
+	if (PQgetisnull(res, 0, off)) { /* no subscriber yet */
+		memcpy(s->lang, strcmp(deflang, "en") == 0 ? "en" : "vi", 3);
+		s->is_new = true;
+		return;
+	}
+	snprintf(s->lang, sizeof(s->lang), "%s", PQgetvalue(res, 0, off + 0));
+	s->opted_out = PQgetvalue(res, 0, off + 1)[0] == 't';
+	snprintf(s->state, sizeof(s->state), "%s", PQgetvalue(res, 0, off + 2));
+	s->state_at = atoll(PQgetvalue(res, 0, off + 3));
+	s->help_at = atoll(PQgetvalue(res, 0, off + 4));
+	snprintf(s->household, sizeof(s->household), "%s", PQgetvalue(res, 0, off + 5));
+	s->household_covered = PQgetvalue(res, 0, off + 6)[0] == 't';
+	s->household_members = atoi(PQgetvalue(res, 0, off + 7));
+	s->household_skills = (uint8_t)atoi(PQgetvalue(res, 0, off + 8));
+	const char *lists[3] = {PQgetvalue(res, 0, off + 9), PQgetvalue(res, 0, off + 10),
+	                        PQgetvalue(res, 0, off + 11)};
+	for (int l = 0; l < 3; l++) {
+		const char *p = lists[l];
+		for (int i = 0; i < FLOW_SKILLS && p && *p; i++) {
+			int v = atoi(p);
+			if (l == 0)
+				s->self_level[i] = v;
+			else if (l == 1)
+				s->best_quiz[i] = v;
+			else
+				s->quiz_passed[i] = v == 1;
+			p = strchr(p, ',');
+			if (p)
+				p++;
+		}
+	}
+}
+
+static void
+load_cb(void *arg, PGresult *res, const char *err)
+{
+	struct dlg *g = arg;
+	struct ussd *u = g->u;
+	char mb[32];
+
+	g->req = 0;
+	g->busy = false;
+	if (res == NULL || PQntuples(res) != 1) {
+		log_warn(MOD, "USSD dialog of %s not loaded (%s)", log_msisdn(g->msisdn, mb, sizeof(mb)),
+		         res == NULL ? err : "no row");
+		struct step *s = pop_step(g);
+		step_drop(u, s, (uint32_t)u->cfg->mo_temp_error, 503, "END Service unavailable");
+		if (!g->loaded) {
+			dlg_free(g, true);
+			return;
+		}
+		kick(g);
+		return;
+	}
+	bool found = PQgetvalue(res, 0, 0)[0] == 't';
+	bool ended = PQgetvalue(res, 0, 2)[0] == 't';
+	snapshot_from(res, 4, g->msisdn, u->cfg->default_language, &g->sub);
+	struct step *s = g->head;
+	bool begin = s->kind == STEP_SMPP && s->op == MSG_USSD_BEGIN;
+	if (begin) {
+		dialog_reset(&g->d, content_lang(g->sub.lang));
+		g->open = true;
+	} else if (found && !ended) {
+		if (ussd_state_parse(PQgetvalue(res, 0, 1), &g->d) != 0)
+			log_warn(MOD, "corrupt USSD state of %s: back to the main menu",
+			         log_msisdn(g->msisdn, mb, sizeof(mb)));
+		g->open = g->d.screen != USSD_END;
+		g->started = atoll(PQgetvalue(res, 0, 3));
+		int64_t left = g->started + u->cfg->ussd_total_timeout - (int64_t)time(NULL);
+		if (g->open)
+			arm(g->total_ev, left > 0 ? (int)left : 0);
+	} else {
+		g->open = false;
+		dialog_reset(&g->d, content_lang(g->sub.lang));
+		if (found)
+			g->d.screen = USSD_END;
+	}
+	g->loaded = true;
+	if (s->kind == STEP_SMPP && s->op == MSG_USSD_ABORT && !g->open) {
+		/* nothing to end: just acknowledge */
+		step_drop(u, pop_step(g), 0, 200, "");
+		dlg_free(g, true);
+		return;
+	}
+	kick(g);
+}
+
+/* Runs the head step unless one is in flight. */
+static void
+kick(struct dlg *g)
+{
+	struct ussd *u = g->u;
+	if (g->busy || g->head == NULL)
+		return;
+	struct step *s = g->head;
+	bool begin = s->kind == STEP_SMPP && s->op == MSG_USSD_BEGIN;
+	if (u->content == NULL) {
+		step_drop(u, pop_step(g), (uint32_t)u->cfg->mo_temp_error, 503, "END Service unavailable");
+		kick(g);
+		return;
+	}
+	if (!g->loaded || begin) {
+		const char *params[] = {g->link, g->key, g->msisdn};
+		g->busy = true;
+		g->req = store_query(u->st, "SELECT * FROM sg_ussd_load($1, $2, $3)", 3, params, load_cb,
+		                     g);
+		if (g->req == 0)
+			load_cb(g, NULL, "database unavailable");
+		return;
+	}
+	if (s->kind == STEP_TIMEOUT && !g->open) {
+		step_free(pop_step(g));
+		kick(g);
+		return;
+	}
+	run_step(g, pop_step(g));
+}
+
+/* ---- public ---- */
+
+struct ussd *
+ussd_new(struct event_base *base, const struct sg_config *cfg, struct store *st,
+         const struct gw_ops *gw, void *gwarg)
+{
+	struct ussd *u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		fatal("out of memory");
+	u->base = base;
+	u->cfg = cfg;
+	u->st = st;
+	u->gw = gw;
+	u->gwarg = gwarg;
+	u->ucfg.pass_mark = cfg->pass_mark;
+	u->ucfg.quiz_length = cfg->quiz_length;
+	u->ucfg.rule = (enum flow_rule)cfg->proficiency_rule;
+	if (cfg->instance_name[0])
+		snprintf(u->owner, sizeof(u->owner), "%s", cfg->instance_name);
+	else if (gethostname(u->owner, sizeof(u->owner) - 1) != 0)
+		snprintf(u->owner, sizeof(u->owner), "skillgated");
+	u->rng = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x85ebca6bu;
+	if (u->rng == 0)
+		u->rng = 1;
+	return u;
+}
+
+void
+ussd_set_gateway(struct ussd *u, void *gwarg)
+{
+	u->gwarg = gwarg;
+}
+
+void
+ussd_set_content(struct ussd *u, const struct content *c)
+{
+	u->content = c;
+}
+
+void
+ussd_free(struct ussd *u)
+{
+	if (u == NULL)
+		return;
+	for (int i = 0; i < DLG_BUCKETS; i++)
+		while (u->tab[i] != NULL)
+			dlg_free(u->tab[i], false);
+	free(u);
+}
+
+int
+ussd_active(const struct ussd *u)
+{
+	return u->active;
+}
+
+static struct step *
+step_new(enum step_kind kind, const char *text)
+{
+	struct step *s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->text = strdup(text != NULL ? text : "")) == NULL)
+		fatal("out of memory");
+	s->kind = kind;
+	return s;
+}
+
+void
+ussd_handle(void *arg, const struct msg_ussd *m)
+{
+	struct ussd *u = arg;
+	struct dlg **slot = dlg_slot(u, m->link, m->session_key);
+	struct dlg *g = *slot;
+
+	if (m->op == MSG_USSD_BEGIN && g != NULL && !g->busy && g->head == NULL) {
+		dlg_free(g, true); /* a new dialog reuses the key: forget the old one */
+		g = NULL;
+	}
+	if (g == NULL)
+		g = dlg_new(u, m->link, m->session_key, m->from, m->service_code, false);
+	struct step *s = step_new(STEP_SMPP, m->text);
+	s->op = m->op;
+	s->ack = m->ack;
+	s->has_ack = true;
+	push_step(g, s);
+	kick(g);
+}
+
+/* True when s is valid UTF-8 with no control characters, at most max bytes. */
+static bool
+clean_field(const char *s, size_t max)
+{
+	if (s == NULL)
+		return false;
+	size_t n = strlen(s);
+	if (n > max || content_ucs2_len(s) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+int
+ussd_http(struct ussd *u, const char *session_id, const char *service_code, const char *phone,
+          const char *text, void (*done)(void *arg, int http_status, const char *body), void *arg)
+{
+	char msisdn[MSG_MSISDN_MAX];
+
+	if (session_id == NULL || session_id[0] == '\0' || !clean_field(session_id, 39) ||
+	    phone == NULL || msisdn_normalise(phone, msisdn, sizeof(msisdn)) != 0 ||
+	    (service_code != NULL && !clean_field(service_code, MSG_ADDR_MAX - 1)) ||
+	    (text != NULL && !clean_field(text, 512)) || done == NULL)
+		return 400;
+	struct dlg *g = *dlg_slot(u, HTTP_LINK, session_id);
+	if (g != NULL && strcmp(g->msisdn, msisdn) != 0)
+		return 400; /* another phone on the same session id */
+	if (g == NULL)
+		g = dlg_new(u, HTTP_LINK, session_id, msisdn, service_code ? service_code : "", true);
+	struct step *s = step_new(STEP_HTTP, text);
+	s->done = done;
+	s->done_arg = arg;
+	push_step(g, s);
+	kick(g);
+	return 0;
+}

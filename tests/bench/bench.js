@@ -1,0 +1,361 @@
+'use strict';
+/*
+ * bench.js — the §7 figures of PRODUCT.md (issue 10), run by tests/bench/run.sh (`make bench`).
+ *
+ * Every figure is measured `runs` times and printed as one line:
+ *   name  median M min A max B unit  (target ...)
+ * followed by the Kannel ratios and a JSON file in bench/results/. CPU of skillgated, PostgreSQL
+ * and each simulator process is sampled during the runs; a simulator process above 90 % of a core
+ * is reported as the bottleneck ("the bench says so").
+ *
+ * Scenarios (BENCH_ONLY selects): mo (MO->reply throughput, closed loop; latency at 1,000 MO/s open
+ * loop), kannel (the same MO->reply and MT through bearerbox+smsbox), mt (200,000 queued broadcast
+ * MTs straight into mt_messages), rate (a link rate of 500/s held over a minute), sessions (RSS
+ * with 100,000 numbers mid-quiz), reports (sg_coverage over 1,000,000 phones in 300,000 households).
+ * Bench config differs from the sample in: dedupe_window = 0 (residents answer "A" more than once
+ * within seconds), link window = 100, rate = 0 (unlimited) except in the rate scenario, log_level warn.
+ */
+const fs = require('node:fs');
+const path = require('node:path');
+const L = require('./lib');
+const kannel = require('./kannel');
+
+const QUICK = !!process.env.BENCH_QUICK;
+const RUNS = Number(process.env.BENCH_RUNS || 3);
+const NSIMS = Number(process.env.BENCH_SIMS || 2);
+const ONLY = (process.env.BENCH_ONLY || 'mo,kannel,mt,rate,sessions,reports').split(',');
+const NO_KANNEL = !!process.env.BENCH_NO_KANNEL;
+const D = {
+	moSecs: QUICK ? 10 : 60, moWarm: QUICK ? 3000 : 5000, moConc: Number(process.env.BENCH_MO_CONC || 3000),
+	latSecs: QUICK ? 5 : 15, latRate: 1000,
+	mtCount: QUICK ? 50000 : 200000, kannelMt: QUICK ? 20000 : 100000,
+	rateSecs: QUICK ? 15 : 60, rate: 500,
+	sessions: QUICK ? 20000 : 100000,
+	households: 300000, phones: 1000000,
+};
+const SCRIPT = ['HOC 1', 'A', 'B', 'C', 'D', 'A'];
+
+const results = { figures: {}, notes: [], cpu: {}, quick: QUICK, runs: RUNS, sims: NSIMS };
+const out = (s) => process.stdout.write(s + '\n');
+const note = (s) => { results.notes.push(s); out(`  note: ${s}`); };
+
+function figure(name, vals, unit, target, extra = {}) {
+	const v = vals.filter((x) => x != null && Number.isFinite(x));
+	const med = L.median(v);
+	const min = v.length ? Math.min(...v) : null;
+	const max = v.length ? Math.max(...v) : null;
+	results.figures[name] = { median: med, min, max, unit, target, runs: vals, ...extra };
+	out(`${name.padEnd(34)} median ${L.fmt(med).padStart(8)} min ${L.fmt(min).padStart(8)} max ${L.fmt(max).padStart(8)} ${unit.padEnd(10)} (target ${target})`);
+	return med;
+}
+
+function cpuLine(what, c) {
+	results.cpu[what] = c;
+	const parts = Object.entries(c).map(([k, v]) => `${k} ${Math.round(v * 100)}%`);
+	out(`  cpu during ${what} (100% = one core of ${require('node:os').cpus().length}): ${parts.join(', ')}`);
+	for (const [k, v] of Object.entries(c)) {
+		if (/^sim/.test(k) && v > 0.9) note(`${what}: simulator process ${k} used ${Math.round(v * 100)}% of a core: the simulator may be the bottleneck`);
+	}
+}
+
+/* ---------------------------------------------------------------- skillgate set-up */
+
+let sims = [];
+let numberBase = 84900000000;
+
+async function startSims(n) {
+	const s = [];
+	for (let i = 0; i < n; i++) s.push(await new L.Sim(`sim${i + 1}`).start({ receipts: true }));
+	return s;
+}
+
+function linksFor(ss, o = {}) {
+	/* link k serves numbers 849k...; the first link is the default route */
+	return ss.map((s, i) => ({ name: `s${i + 1}`, port: s.port, prefixes: `849${i}`, dflt: i === 0, rate: o.rate || 0, window: 100 }));
+}
+
+function meter(daemon, ss) {
+	const g = { skillgated: () => [daemon.pid], postgres: L.pgPids };
+	ss.forEach((s, i) => { g[`sim${i + 1}`] = () => [s.pid]; });
+	return new L.CpuMeter(g);
+}
+
+/* ---------------------------------------------------------------- MO -> reply */
+
+async function closedLoopAll(ss, secs, warmMs, conc) {
+	const per = Math.ceil(conc / ss.length);
+	const rs = await Promise.all(ss.map((s, i) => {
+		const base = 84900000000 + i * 1e8 + (numberBase++ % 100) * 1e6;
+		return s.call('closed', { base, concurrency: per, durationMs: secs * 1000, warmupMs: warmMs, script: SCRIPT, quietMs: 30, timeoutMs: 10000 });
+	}));
+	return {
+		rate: rs.reduce((a, r) => a + r.rate, 0), timeouts: rs.reduce((a, r) => a + r.timeouts, 0),
+		nacks: rs.reduce((a, r) => a + r.nacks, 0), p50: L.median(rs.map((r) => r.p50)), p99: Math.max(...rs.map((r) => r.p99 || 0)),
+	};
+}
+
+async function openLoopAll(ss, secs, rate) {
+	const rs = await Promise.all(ss.map((s, i) => {
+		const base = 84900000000 + i * 1e8 + (numberBase++ % 100) * 1e6;
+		return s.call('open', { base, rate: rate / ss.length, durationMs: secs * 1000, script: SCRIPT, quietMs: 30, timeoutMs: 10000 });
+	}));
+	return rs;
+}
+
+async function scenarioMo(db) {
+	out(`# MO->reply: ${NSIMS} simulator process(es), closed loop of ${D.moConc} residents (script ${SCRIPT.join(' / ')}), ${D.moSecs} s after ${D.moWarm / 1000} s warm-up`);
+	const conf = L.daemonConf(path.join(process.env.BENCH_DIR, 'mo.conf'), db.conninfo, linksFor(sims));
+	const d = new L.Daemon(conf);
+	await d.start(sims);
+	const m = meter(d, sims);
+	const thr = [];
+	const p99s = [];
+	for (let r = 0; r < RUNS; r++) {
+		m.begin();
+		const x = await closedLoopAll(sims, D.moSecs, D.moWarm, D.moConc);
+		const c = m.end();
+		thr.push(x.rate);
+		p99s.push(x.p99);
+		out(`  run ${r + 1}: ${Math.round(x.rate)} MO/s answered (p50 ${L.fmt(x.p50)} ms, p99 ${L.fmt(x.p99)} ms under saturation), ${x.timeouts} unanswered, ${x.nacks} deliver_sm_resp errors`);
+		if (r === 0) cpuLine('mo_reply_throughput', c);
+		if (process.env.BENCH_PROFILE && r === 0) results.profilePid = d.pid;
+	}
+	figure('mo_reply_throughput', thr, 'msg/s', '>= 7500, >= Kannel, aim 15000');
+	out(`# MO->reply latency at a fixed offered load of ${D.latRate} MO/s, ${D.latSecs} s per run`);
+	const p50 = [], p99 = [], mx = [];
+	for (let r = 0; r < RUNS; r++) {
+		m.begin();
+		const rs = await openLoopAll(sims, D.latSecs, D.latRate);
+		const c = m.end();
+		const sent = rs.reduce((a, x) => a + x.sent, 0);
+		const ans = rs.reduce((a, x) => a + x.answered, 0);
+		p50.push(Math.max(...rs.map((x) => x.p50)));
+		p99.push(Math.max(...rs.map((x) => x.p99)));
+		mx.push(Math.max(...rs.map((x) => x.max)));
+		out(`  run ${r + 1}: offered ${Math.round(rs.reduce((a, x) => a + x.offered, 0))} MO/s, ${ans}/${sent} answered, p50 ${L.fmt(p50[r])} p99 ${L.fmt(p99[r])} max ${L.fmt(mx[r])} ms`);
+		if (r === 0) cpuLine('mo_reply_latency', c);
+	}
+	figure('mo_reply_latency_p50', p50, 'ms', '(Kannel ~60 ms)');
+	figure('mo_reply_latency_p99', p99, 'ms', '<= 20 at 1000/s');
+	figure('mo_reply_latency_max', mx, 'ms', '(none)');
+	const lost = await db.db.query("SELECT count(*)::int AS n FROM mo_messages WHERE state = 'received'");
+	if (lost.rows[0].n) note(`${lost.rows[0].n} MO still 'received' after the MO runs`);
+	await d.stop();
+}
+
+/* ---------------------------------------------------------------- broadcast MT */
+
+async function waitCount(ss, field, target, timeoutMs, onFirst) {
+	const t0 = Date.now();
+	let first = null;
+	for (;;) {
+		const cs = await Promise.all(ss.map((s) => s.call('counters')));
+		const n = cs.reduce((a, c) => a + c.counters[field], 0);
+		if (first == null && n > 0) { first = process.hrtime.bigint(); if (onFirst) onFirst(); }
+		if (n >= target) return { n, t: process.hrtime.bigint(), first };
+		if (Date.now() - t0 > timeoutMs) return { n, t: process.hrtime.bigint(), first, timedOut: true };
+		await L.sleep(20);
+	}
+}
+
+async function baseCounters(ss, field) {
+	const cs = await Promise.all(ss.map((s) => s.call('counters')));
+	return cs.reduce((a, c) => a + c.counters[field], 0);
+}
+
+const MT_TEXT = 'Nhac nho: nhan HOC 1 gui 8079 de kiem tra 5 ky nang so co ban. Mien phi. Tu choi: TUCHOI';
+
+async function scenarioMt(db) {
+	out(`# Broadcast MT: ${D.mtCount} queued bulk MTs inserted in one transaction, ${NSIMS} link(s), window 100, rate 0, receipts on`);
+	const conf = L.daemonConf(path.join(process.env.BENCH_DIR, 'mt.conf'), db.conninfo, linksFor(sims));
+	const d = new L.Daemon(conf);
+	await d.start(sims);
+	const m = meter(d, sims);
+	const sub = [], tracked = [];
+	for (let r = 0; r < RUNS; r++) {
+		const base = await baseCounters(sims, 'accepted');
+		const mark = await db.db.query('SELECT coalesce(max(id), 0)::bigint AS id FROM mt_messages');
+		const ins = process.hrtime.bigint();
+		await db.db.query(`INSERT INTO mt_messages (msisdn, text, kind, priority, state)
+			SELECT '849' || (g % ${NSIMS}) || lpad(g::text, 7, '0'), $1, 'broadcast', 1, 'queued'
+			  FROM generate_series(1, ${D.mtCount}) g`, [MT_TEXT]);
+		const t0 = process.hrtime.bigint();
+		m.begin();
+		const w = await waitCount(sims, 'accepted', base + D.mtCount, 300000);
+		const c = m.end();
+		const subSecs = Number(w.t - t0) / 1e9;
+		/* status tracking: every message 'delivered' in the database (receipts applied) */
+		let done;
+		for (;;) {
+			const q = await db.db.query("SELECT count(*) FILTER (WHERE state = 'delivered')::int AS d, count(*) FILTER (WHERE state IN ('queued','submitting','submitted'))::int AS p FROM mt_messages WHERE id > $1", [mark.rows[0].id]);
+			done = q.rows[0];
+			if (done.p === 0 || Number(process.hrtime.bigint() - t0) / 1e9 > 300) break;
+			await L.sleep(50);
+		}
+		const trSecs = Number(process.hrtime.bigint() - t0) / 1e9;
+		sub.push((w.n - base) / subSecs);
+		tracked.push(done.d / trSecs);
+		out(`  run ${r + 1}: insert ${L.fmt(Number(t0 - ins) / 1e9)} s; ${w.n - base} submitted in ${L.fmt(subSecs)} s; ${done.d} delivered (receipts applied) after ${L.fmt(trSecs)} s${w.timedOut ? ' (TIMED OUT)' : ''}`);
+		if (r === 0) cpuLine('mt_broadcast', c);
+	}
+	figure('mt_broadcast_submit', sub, 'segments/s', '>= 10000');
+	figure('mt_broadcast_tracked', tracked, 'msg/s', '(all receipts applied)');
+	await d.stop();
+}
+
+async function scenarioRate(db) {
+	out(`# Link rate accuracy: one link, rate = ${D.rate}/s, measured over ${D.rateSecs} s after 2 s`);
+	const s1 = sims.slice(0, 1);
+	const links = linksFor(s1, { rate: D.rate });
+	links[0].prefixes = '';
+	const conf = L.daemonConf(path.join(process.env.BENCH_DIR, 'rate.conf'), db.conninfo, links);
+	const d = new L.Daemon(conf);
+	await d.start(s1);
+	const need = D.rate * (D.rateSecs + 10);
+	await db.db.query(`INSERT INTO mt_messages (msisdn, text, kind, priority, state)
+		SELECT '8488' || lpad(g::text, 7, '0'), $1, 'broadcast', 1, 'queued' FROM generate_series(1, ${need}) g`, [MT_TEXT]);
+	await waitCount(s1, 'accepted', 1, 10000);
+	await L.sleep(2000);
+	const windows = [];
+	const a0 = await baseCounters(s1, 'accepted');
+	const t0 = process.hrtime.bigint();
+	let prev = a0, tp = t0;
+	const step = 5000;
+	for (let k = 0; k < D.rateSecs * 1000 / step; k++) {
+		await L.sleep(step - Number(process.hrtime.bigint() - t0) / 1e6 % step);
+		const a = await baseCounters(s1, 'accepted');
+		const t = process.hrtime.bigint();
+		windows.push((a - prev) / (Number(t - tp) / 1e9));
+		prev = a; tp = t;
+	}
+	const total = (prev - a0) / (Number(tp - t0) / 1e9);
+	const err = (total / D.rate - 1) * 100;
+	out(`  achieved ${L.fmt(total)}/s over ${L.fmt(Number(tp - t0) / 1e9)} s; 5-s windows ${windows.map((x) => Math.round(x)).join(' ')}`);
+	figure('mt_rate_error', [err], '%', `within +-2 % of ${D.rate}/s over a minute`, { windows: windows.map((x) => (x / D.rate - 1) * 100) });
+	figure('mt_rate_error_5s_windows', windows.map((x) => (x / D.rate - 1) * 100), '%', '(spread, no target)');
+	await d.stop();
+	await db.db.query("UPDATE mt_messages SET state = 'cancelled' WHERE state IN ('queued', 'submitting')");
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+async function scenarioSessions(db) {
+	out(`# Sessions: RSS of skillgated with ${D.sessions} numbers mid-quiz (flow state lives in PostgreSQL)`);
+	const conf = L.daemonConf(path.join(process.env.BENCH_DIR, 'sess.conf'), db.conninfo, linksFor(sims));
+	const d = new L.Daemon(conf);
+	await d.start(sims);
+	await L.sleep(500);
+	const before = L.rssKiB(d.pid);
+	const per = Math.ceil(D.sessions / sims.length);
+	const t0 = Date.now();
+	/* closed loop of 'HOC 1' from fresh numbers until `per` numbers per link have their question */
+	const rs = await Promise.all(sims.map((s, i) => s.call('closed', {
+		base: 84900000000 + i * 1e8 + 90e6, concurrency: 2000, durationMs: 1e9, warmupMs: 0, script: ['HOC 1'],
+		quietMs: 30, timeoutMs: 10000, total: per,
+	})));
+	const secs = (Date.now() - t0) / 1000;
+	await L.sleep(1000);
+	const after = L.rssKiB(d.pid);
+	const q = await db.db.query("SELECT count(*)::int AS n FROM subscribers WHERE flow_state <> ''");
+	out(`  ${rs.reduce((a, r) => a + r.started, 0)} numbers sent HOC 1 in ${L.fmt(secs)} s; ${q.rows[0].n} subscribers with a flow in progress; RSS ${L.fmt(before.rss / 1024)} MiB before, ${L.fmt(after.rss / 1024)} MiB after, peak ${L.fmt(after.hwm / 1024)} MiB`);
+	figure('sms_sessions_rss', [after.rss / 1024], 'MiB', `<= 64 with ${D.sessions} sessions`, { peak: after.hwm / 1024, before: before.rss / 1024, inProgress: q.rows[0].n });
+	figure('sms_sessions_rss_peak', [after.hwm / 1024], 'MiB', '<= 64');
+	out('ussd_sessions_rss                  skipped: USSD dialogs are not implemented yet (pipeline.c ussd_core_cb, issue 7)');
+	results.figures.ussd_sessions_rss = { skipped: 'USSD not implemented yet' };
+	await d.stop();
+}
+
+/* ---------------------------------------------------------------- reports */
+
+async function scenarioReports() {
+	const db = await L.createDb('bench_reports');
+	out(`# Reports: coverage over ${D.phones} phones in ${D.households} households (generated with SQL across the communes of sql/002)`);
+	const t0 = Date.now();
+	await db.db.query(`INSERT INTO households (code, commune_code, village)
+		SELECT 'H' || g, c.codes[1 + g % array_length(c.codes, 1)], 'Thon ' || (g % 20)
+		  FROM generate_series(1, ${D.households}) g,
+		       (SELECT array_agg(code ORDER BY code) AS codes FROM localities WHERE level = 'commune') c`);
+	await db.db.query(`INSERT INTO subscribers (msisdn, household_id, joined_via)
+		SELECT (84900000000 + g)::text, 1 + (hashint4(g) & 2147483647) % ${D.households}, 'import'
+		  FROM generate_series(1, ${D.phones}) g`.replace('hashint4(g)', 'hashint4(g)'));
+	/* proficiency: each phone x skill with probability ~45 %, proficient with ~70 % of those */
+	await db.db.query(`INSERT INTO proficiency (msisdn, skill, self_level, self_at, self_source, best_quiz, quiz_passed_at, quiz_source, proficient)
+		SELECT s.msisdn, k.code, 2, now(), 'sms', 5, now(), 'sms', (hashint8(s.id * 7 + k.n) & 1023) < 717
+		  FROM (SELECT (84900000000 + g)::text AS msisdn, g::bigint AS id FROM generate_series(1, ${D.phones}) g) s
+		  CROSS JOIN (SELECT code, row_number() OVER (ORDER BY code) AS n FROM skills) k
+		 WHERE (hashint8(s.id * 13 + k.n * 101) & 1023) < 461`);
+	await db.db.query('VACUUM ANALYZE households, subscribers, proficiency');
+	const gen = (Date.now() - t0) / 1000;
+	const cnt = await db.db.query('SELECT (SELECT count(*) FROM subscribers)::int AS phones, (SELECT count(*) FROM households)::int AS hh, (SELECT count(*) FROM proficiency)::int AS prof, (SELECT count(*) FROM proficiency WHERE proficient)::int AS profok');
+	out(`  generated in ${L.fmt(gen)} s: ${JSON.stringify(cnt.rows[0])}`);
+	const fn = await db.db.query("SELECT 1 FROM pg_proc WHERE proname = 'sg_coverage'");
+	const q = fn.rowCount ? "SELECT * FROM sg_coverage($1)" : null;
+	if (!q) note('sg_coverage is missing: timing an equivalent aggregate');
+	for (const level of ['province', 'commune']) {
+		const ts = [];
+		let rows = 0, covered = null;
+		for (let r = 0; r < RUNS; r++) {
+			const a = process.hrtime.bigint();
+			const res = await db.db.query(q, [level]);
+			ts.push(Number(process.hrtime.bigint() - a) / 1e9);
+			rows = res.rowCount;
+			covered = res.rows.reduce((x, y) => x + Number(y.covered), 0);
+		}
+		out(`  sg_coverage('${level}'): ${rows} rows, ${covered} households covered`);
+		figure(`coverage_report_${level}`, ts, 's', '<= 1');
+	}
+	await db.db.end();
+	await L.adminQuery('DROP DATABASE bench_reports WITH (FORCE)');
+}
+
+/* ---------------------------------------------------------------- main */
+
+async function gitSha() {
+	const r = await L.run('git', ['rev-parse', '--short', 'HEAD']);
+	const dirty = await L.run('git', ['status', '--porcelain', '--untracked-files=no']);
+	return (r.stdout.trim() || 'nogit') + (dirty.stdout.trim() ? '-dirty' : '');
+}
+
+async function main() {
+	const started = new Date();
+	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, PostgreSQL synchronous_commit=on fsync=on`);
+	out('bench config: dedupe_window = 0 (residents answer "A" twice within seconds), link window 100, rate 0 unless stated, log_level warn');
+	sims = await startSims(NSIMS);
+	try {
+		const db = await L.createDb('bench_sg');
+		if (ONLY.includes('mo')) await scenarioMo(db);
+		if (ONLY.includes('kannel') && !NO_KANNEL) await kannel.scenario({ sims, D, RUNS, SCRIPT, figure, out, note, cpuLine, results, closedLoopAll, waitCount, baseCounters });
+		if (ONLY.includes('mt')) await scenarioMt(db);
+		if (ONLY.includes('rate')) await scenarioRate(db);
+		if (ONLY.includes('sessions')) await scenarioSessions(db);
+		await db.db.end();
+		if (ONLY.includes('reports')) await scenarioReports();
+	} finally {
+		for (const s of sims) await s.stop();
+	}
+	/* ratios */
+	const F = results.figures;
+	out('# skillgate / Kannel (same simulator, same run)');
+	const ratio = (name, a, b, target) => {
+		const v = F[a] && F[b] && F[a].median && F[b].median ? F[a].median / F[b].median : null;
+		results.figures[name] = { median: v, unit: 'x', target };
+		out(`${name.padEnd(34)} ${v == null ? 'n/a' : v.toFixed(2) + 'x'}  (target ${target})`);
+	};
+	ratio('ratio_mo_reply_vs_kannel', 'mo_reply_throughput', 'kannel_mo_reply_throughput', '>= 1.0, aim 2.0');
+	ratio('ratio_mt_vs_kannel', 'mt_broadcast_submit', 'kannel_mt_throughput', '>= 1.0');
+	const sha = await gitSha();
+	results.sha = sha;
+	results.started = started.toISOString();
+	results.seconds = (Date.now() - started.getTime()) / 1000;
+	const dir = path.join(L.ROOT, 'bench/results');
+	fs.mkdirSync(dir, { recursive: true });
+	const file = path.join(dir, `${started.toISOString().replace(/[:.]/g, '-')}-${sha}.json`);
+	fs.writeFileSync(file, JSON.stringify(results, null, 1) + '\n');
+	out(`results: ${path.relative(L.ROOT, file)} (${L.fmt(results.seconds)} s)`);
+}
+
+main().catch((e) => {
+	process.stderr.write(`bench: ${e.stack || e.message}\n`);
+	for (const s of sims) s.stop().catch(() => {});
+	process.exitCode = 1;
+});

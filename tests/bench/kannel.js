@@ -1,0 +1,141 @@
+'use strict';
+/*
+ * kannel.js — the Kannel reference of `make bench`: bearerbox + smsbox (Debian `kannel`) against
+ * the same simulator processes, configs from tests/bench/kannel/*.conf.in. MO->reply uses the same
+ * closed loop as skillgate (a fixed-reply sms-service answers every MO); MT posts sendsms requests
+ * of 100 recipients each (Kannel splits `to` on spaces) and counts submit_sm at the simulators.
+ * Kannel runs with no store (§7 quotes its no-store figures); skillgate commits every message.
+ */
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const path = require('node:path');
+const L = require('./lib');
+
+function which(cmd) {
+	for (const d of (process.env.PATH || '').split(':').concat(['/usr/sbin', '/usr/bin'])) {
+		const f = path.join(d, cmd);
+		try { fs.accessSync(f, fs.constants.X_OK); return f; } catch { /* next */ }
+	}
+	return null;
+}
+
+async function startKannel(sims) {
+	const dir = path.join(process.env.BENCH_DIR, 'kannel');
+	fs.mkdirSync(dir, { recursive: true });
+	const ports = { ADMIN_PORT: await L.freePort(), SMSBOX_PORT: await L.freePort(), SENDSMS_PORT: await L.freePort() };
+	const smscT = fs.readFileSync(path.join(__dirname, 'kannel/smsc.conf.in'), 'utf8');
+	const groups = sims.map((s, i) => smscT.replace(/@ID@/g, `sim${i + 1}`).replace(/@PORT@/g, String(s.port))).join('\n');
+	let conf = fs.readFileSync(path.join(__dirname, 'kannel/kannel.conf.in'), 'utf8')
+		.replace(/@SMSC_GROUPS@/, groups).replace(/@DIR@/g, dir);
+	for (const [k, v] of Object.entries(ports)) conf = conf.replace(new RegExp(`@${k}@`, 'g'), String(v));
+	const file = path.join(dir, 'kannel.conf');
+	fs.writeFileSync(file, conf);
+	const procs = [];
+	const bb = spawn(which('bearerbox'), ['-v', '2', file], { stdio: ['ignore', 'ignore', 'ignore'] });
+	procs.push(bb);
+	await L.sleep(500);
+	const sb = spawn(which('smsbox'), ['-v', '2', file], { stdio: ['ignore', 'ignore', 'ignore'] });
+	procs.push(sb);
+	for (const s of sims) {
+		const r = await s.call('bound', { n: 1, ms: 20000 });
+		if (r.bound < 1) throw new Error(`Kannel did not bind:\n${fs.readFileSync(path.join(dir, 'bearerbox.log'), 'utf8').slice(-3000)}`);
+	}
+	/* smsbox connected and sendsms listening */
+	const t = Date.now();
+	for (;;) {
+		const ok = await new Promise((res) => {
+			http.get(`http://127.0.0.1:${ports.SENDSMS_PORT}/`, (r) => { r.resume(); res(true); }).on('error', () => res(false));
+		});
+		if (ok) break;
+		if (Date.now() - t > 20000) throw new Error('smsbox sendsms port did not open');
+		await L.sleep(100);
+	}
+	await L.sleep(1000);
+	return {
+		bb, sb, ports, dir,
+		async stop() {
+			for (const p of [sb, bb]) {
+				if (p.exitCode !== null) continue;
+				const e = new Promise((r) => p.once('exit', r));
+				p.kill('SIGTERM');
+				const k = setTimeout(() => p.kill('SIGKILL'), 8000);
+				await e;
+				clearTimeout(k);
+			}
+		},
+	};
+}
+
+function sendsms(agent, port, to, text) {
+	const q = `username=bench&password=bench&from=8079&dlr-mask=3&to=${encodeURIComponent(to.join(' '))}&text=${encodeURIComponent(text)}`;
+	return new Promise((resolve) => {
+		const req = http.get({ host: '127.0.0.1', port, path: `/cgi-bin/sendsms?${q}`, agent }, (r) => {
+			let b = '';
+			r.on('data', (c) => { b += c; });
+			r.on('end', () => resolve({ status: r.statusCode, body: b }));
+		});
+		req.on('error', (e) => resolve({ status: 0, body: e.message }));
+	});
+}
+
+async function scenario(ctx) {
+	const { sims, D, RUNS, figure, out, note, cpuLine } = ctx;
+	if (!which('bearerbox') || !which('smsbox')) {
+		note('Kannel is not installed (apt-get install kannel): no reference figures');
+		return;
+	}
+	out(`# Kannel reference (bearerbox + smsbox ${D.kannelVersion || ''}, no store, same ${sims.length} simulator process(es), fixed-reply sms-service)`);
+	const k = await startKannel(sims);
+	try {
+		const g = { bearerbox: () => [k.bb.pid], smsbox: () => [k.sb.pid] };
+		sims.forEach((s, i) => { g[`sim${i + 1}`] = () => [s.pid]; });
+		const m = new L.CpuMeter(g);
+		const thr = [];
+		for (let r = 0; r < RUNS; r++) {
+			m.begin();
+			const x = await ctx.closedLoopAll(sims, D.moSecs, D.moWarm, D.moConc);
+			const c = m.end();
+			thr.push(x.rate);
+			out(`  kannel run ${r + 1}: ${Math.round(x.rate)} MO/s answered (p50 ${L.fmt(x.p50)} ms, p99 ${L.fmt(x.p99)} ms under saturation), ${x.timeouts} unanswered`);
+			if (r === 0) cpuLine('kannel_mo_reply', c);
+		}
+		figure('kannel_mo_reply_throughput', thr, 'msg/s', '(reference; §7 quotes ~7500 with no store)');
+		const mt = [];
+		const text = 'Nhac nho: nhan HOC 1 gui 8079 de kiem tra 5 ky nang so co ban. Mien phi. Tu choi: TUCHOI';
+		const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+		let num = 84880000000;
+		for (let r = 0; r < RUNS; r++) {
+			const base = await ctx.baseCounters(sims, 'accepted');
+			const reqs = [];
+			for (let i = 0; i < D.kannelMt; i += 100) {
+				const to = [];
+				for (let j = 0; j < 100 && i + j < D.kannelMt; j++) to.push(String(num++));
+				reqs.push(to);
+			}
+			m.begin();
+			const t0 = process.hrtime.bigint();
+			let bad = 0;
+			let next = 0;
+			await Promise.all(Array.from({ length: 8 }, async () => {
+				while (next < reqs.length) {
+					const to = reqs[next++];
+					const res = await sendsms(agent, k.ports.SENDSMS_PORT, to, text);
+					if (res.status !== 202 && res.status !== 200) bad++;
+				}
+			}));
+			const w = await ctx.waitCount(sims, 'accepted', base + D.kannelMt, 300000);
+			const c = m.end();
+			const secs = Number(w.t - t0) / 1e9;
+			mt.push((w.n - base) / secs);
+			out(`  kannel run ${r + 1}: ${w.n - base} submitted in ${L.fmt(secs)} s (${reqs.length} sendsms requests of 100, ${bad} refused)${w.timedOut ? ' (TIMED OUT)' : ''}`);
+			if (r === 0) cpuLine('kannel_mt', c);
+		}
+		agent.destroy();
+		figure('kannel_mt_throughput', mt, 'segments/s', '(reference; §7 quotes ~10000 with no store)');
+	} finally {
+		await k.stop();
+	}
+}
+
+module.exports = { scenario, startKannel };

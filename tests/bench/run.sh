@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make bench: the §7 figures, measured the same way every time (issue 10).
+# A private PostgreSQL (synchronous_commit=on, fsync on) in a temp dir on a free
+# port, then tests/bench/bench.js: simulator processes, skillgated, Kannel.
+# Prints one line per figure (median of runs, min, max, unit, §7 target) and
+# writes bench/results/<timestamp>-<sha>.json. Never fails on a number.
+#   BENCH_QUICK=1      short runs (about 4 minutes)
+#   BENCH_RUNS=N       runs per figure (default 3)
+#   BENCH_ONLY=a,b     scenarios: mo,mt,rate,sessions,reports,kannel (default all)
+#   BENCH_SIMS=N       simulator processes / links for MO and MT (default 2)
+#   BENCH_NO_KANNEL=1  skip the Kannel reference
+#   SG_BIN=DIR         binaries (default bin/)
+set -u
+cd "$(dirname "$0")/../.."
+bin=${SG_BIN:-bin}
+[ -x "$bin/skillgated" ] && [ -x "$bin/skillctl" ] || { echo "bench: build first (make all)" >&2; exit 1; }
+if ! command -v bearerbox >/dev/null 2>&1 && [ -z "${BENCH_NO_KANNEL:-}" ]; then
+	if [ "$(id -u)" = 0 ]; then
+		echo "bench: installing kannel (Debian) for the reference figures" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q kannel >/dev/null 2>&1 ||
+			echo "bench: could not install kannel; Kannel ratios will be n/a" >&2
+	else
+		echo "bench: kannel missing (sudo apt-get install kannel); Kannel ratios will be n/a" >&2
+	fi
+fi
+dir=$(mktemp -d /tmp/sgbench.XXXXXX)
+chmod 755 "$dir"
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+cleanup() { scripts/pg.sh stop "$dir/pg" >/dev/null 2>&1; rm -rf "$dir"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL did not start" >&2; exit 0; }
+export SG_PG_PORT=$port SG_PG_DIR=$dir/pg BENCH_DIR=$dir
+node tests/bench/bench.js
+rc=$?
+[ $rc -eq 0 ] || echo "bench: the bench itself failed (exit $rc); figures above are partial" >&2
+exit 0

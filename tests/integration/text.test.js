@@ -1,0 +1,202 @@
+'use strict';
+// Text and receipts end to end (issue 4): Vietnamese UCS-2 long messages and
+// their folded GSM form, receipts matched per part (also early, with mixed id
+// bases, and without esm_class 0x04), concatenated and UCS-2 MO.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('./lib/harness');
+const { parseQuizState } = require('./lib/content');
+
+// Vietnamese, 152 characters: 3 UCS-2 segments of at most 67, or 1 GSM-7 message once folded.
+const VI = 'Xin chào! Hôm nay bạn sẽ học cách thanh toán an toàn bằng điện thoại. ' +
+  'Đừng chia sẻ mã OTP với bất kỳ ai, kể cả người tự xưng là nhân viên ngân hàng nhé.';
+const fold = (t) => t.normalize('NFD').replace(/[\u0300-\u036f]/g, '').replace(/đ/g, 'd').replace(/Đ/g, 'D');
+
+let env;
+let seqNo = 0;
+function number(prefix) { return `${prefix}${String(4000000 + (++seqNo) * 7919).slice(-7)}`; }
+
+test.before(async () => {
+  env = await h.start({
+    links: {
+      viet: { sim: {}, conf: { prefixes: '8496', default_route: 'yes' } },
+      fold: { sim: {}, conf: { prefixes: '8491', default_route: 'no', text: 'fold' } },
+      early: { sim: { receiptBeforeResp: true }, conf: { prefixes: '8497', default_route: 'no' } },
+      // hex message_id in submit_sm_resp (and in receipted_message_id), decimal "id:" in the receipt text
+      hexdec: { sim: { idBase: 'hex', dlrIdBase: 'dec' }, conf: { prefixes: '8498', default_route: 'no', submit_id_base: 'hex', dlr_id_base: 'decimal' } },
+      // receipts sent by the test itself
+      manual: { sim: { receipts: false, idBase: 'hex' }, conf: { prefixes: '8486', default_route: 'no', submit_id_base: 'hex', dlr_id_base: 'decimal' } },
+    },
+  });
+});
+test.after(async () => { await env.stop(); });
+
+async function queueMt(to, text) {
+  const [r] = await env.sql("INSERT INTO mt_messages (msisdn, text, kind, priority) VALUES ($1, $2, 'api', 0) RETURNING id", [to, text]);
+  return Number(r.id);
+}
+
+async function waitMt(id, state, ms = 10000) {
+  let row;
+  try {
+    await env.waitFor(async () => {
+      [row] = await env.sql('SELECT state, nparts, parts_ok, parts_delivered, link FROM mt_messages WHERE id = $1', [id]);
+      return row && row.state === state;
+    }, ms, `MT ${id} to be ${state}`);
+  } catch (e) {
+    e.message += ` (now ${JSON.stringify(row)})\n${env.log().slice(-2000)}`;
+    throw e;
+  }
+  return row;
+}
+
+async function parts(id) {
+  return env.sql('SELECT part, state, smsc_id FROM mt_parts WHERE mt_id = $1 ORDER BY part', [id]);
+}
+
+test('a Vietnamese 3-part UCS-2 message: data_coding 8, UDH parts, reassembled equal, three receipts matched', async () => {
+  const sim = env.sims.viet;
+  const n = number('8496');
+  const id = await queueMt(n, VI);
+  const row = await waitMt(id, 'delivered');
+  assert.equal(row.link, 'viet');
+  assert.equal(row.nparts, 3);
+  assert.equal(row.parts_delivered, 3);
+  const subs = sim.submits.filter((s) => s.to === n);
+  assert.equal(subs.length, 3);
+  for (const [i, s] of subs.entries()) {
+    assert.equal(s.dataCoding, 8, 'UCS-2');
+    assert.equal(s.esmClass & 0x40, 0x40, 'UDHI set');
+    assert.deepEqual({ total: s.sar.total, seq: s.sar.seq, bits: s.sar.bits }, { total: 3, seq: i + 1, bits: 8 });
+    assert.ok([...s.text].length <= 67, 'at most 67 UCS-2 characters per part');
+    assert.equal(s.registeredDelivery & 1, 1, 'a receipt requested on every segment');
+  }
+  assert.ok(subs.every((s) => s.sar.ref === subs[0].sar.ref), 'one reference');
+  const msgs = sim.messages().filter((m) => m.to === n);
+  assert.equal(msgs.length, 1);
+  const [{ text }] = await env.sql('SELECT text FROM mt_messages WHERE id = $1', [id]);
+  assert.equal(msgs[0].text, text);
+  assert.equal(msgs[0].text, VI);
+  const p = await parts(id);
+  assert.deepEqual(p.map((x) => x.state), ['delivered', 'delivered', 'delivered']);
+  assert.deepEqual(p.map((x) => x.smsc_id), subs.map((s) => String(parseInt(s.messageId, 16))), 'hex ids normalised');
+});
+
+test('the same text on a link with text = fold: one GSM-7 part, every mark removed', async () => {
+  const sim = env.sims.fold;
+  const n = number('8491');
+  const id = await queueMt(n, VI);
+  const row = await waitMt(id, 'delivered');
+  assert.equal(row.link, 'fold');
+  assert.equal(row.nparts, 1);
+  const subs = sim.submits.filter((s) => s.to === n);
+  assert.equal(subs.length, 1);
+  assert.equal(subs[0].dataCoding, 0);
+  assert.equal(subs[0].esmClass & 0x40, 0, 'no UDH');
+  assert.equal(subs[0].text, fold(VI));
+  assert.match(subs[0].text, /^Xin chao! Hom nay ban se hoc .* Dung chia se ma OTP voi bat ky ai/);
+  assert.ok(/^[\x20-\x7e]*$/.test(subs[0].text), 'plain ASCII');
+});
+
+test('a receipt that arrives before its submit_sm_resp still matches', async () => {
+  const sim = env.sims.early;
+  const n = number('8497');
+  const id = await queueMt(n, VI);
+  const row = await waitMt(id, 'delivered');
+  assert.equal(row.parts_delivered, 3);
+  assert.equal(sim.counters.receipts, 3);
+  assert.deepEqual((await parts(id)).map((x) => x.state), ['delivered', 'delivered', 'delivered']);
+  const early = await env.sql("SELECT count(*)::int AS n FROM dlr_early WHERE link = 'early'");
+  assert.equal(early[0].n, 0, 'nothing left waiting in dlr_early');
+});
+
+test('hex submit ids and decimal receipt ids (submit_id_base hex, dlr_id_base decimal) match', async () => {
+  const sim = env.sims.hexdec;
+  const n = number('8498');
+  const id = await queueMt(n, 'hex and decimal ids');
+  const [sub] = await sim.waitFor(() => { const s = sim.submits.filter((x) => x.to === n); return s.length ? s : null; }, 5000);
+  assert.match(sub.messageId, /^[0-9a-f]+$/);
+  await waitMt(id, 'delivered');
+  const [p] = await parts(id);
+  assert.equal(p.smsc_id, String(parseInt(sub.messageId, 16)));
+});
+
+const receiptText = (dec, stat) =>
+  `id:${dec} sub:001 dlvrd:${stat === 'DELIVRD' ? '001' : '000'} submit date:2611281200 done date:2611281201 stat:${stat} err:000 text:hello`;
+
+test('a receipt without esm_class 0x04 (only "id:.. stat:DELIVRD" text) takes the receipt path, not the quiz engine', async () => {
+  const sim = env.sims.manual;
+  const n = number('8486');
+  const id = await queueMt(n, 'receipt without esm_class');
+  await waitMt(id, 'submitted');
+  const sub = sim.submits.find((s) => s.to === n);
+  const dec = String(parseInt(sub.messageId, 16)); // decimal in the receipt, hex in the resp
+  const st = await sim.deliver({ from: n, to: '8079', text: receiptText(dec, 'DELIVRD'), esmClass: 0 });
+  assert.equal(st, 0);
+  await waitMt(id, 'delivered');
+  // a leading zero and an intermediate state change nothing; the MO table never sees receipts
+  assert.equal(await sim.deliver({ from: n, to: '8079', text: receiptText(`0${dec}`, 'ENROUTE'), esmClass: 0 }), 0);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await env.sql('SELECT count(*)::int AS n FROM mo_messages WHERE msisdn = $1', [n]))[0].n, 0);
+  assert.equal((await env.sql('SELECT count(*)::int AS n FROM mt_messages WHERE msisdn = $1', [n]))[0].n, 1, 'no reply');
+  assert.equal((await waitMt(id, 'delivered')).parts_delivered, 1);
+});
+
+test('a failed receipt fails the message', async () => {
+  const sim = env.sims.manual;
+  const n = number('8486');
+  const id = await queueMt(n, 'this one fails');
+  await waitMt(id, 'submitted');
+  const sub = sim.submits.find((s) => s.to === n);
+  assert.equal(await sim.deliver({ from: n, to: '8079', text: receiptText(String(parseInt(sub.messageId, 16)), 'UNDELIV'), esmClass: 4 }), 0);
+  await waitMt(id, 'failed');
+  assert.deepEqual((await parts(id)).map((x) => x.state), ['failed']);
+});
+
+for (const mode of ['udh8', 'udh16', 'sar']) {
+  test(`a concatenated MO (${mode}) out of order is reassembled and answered once`, async () => {
+    const sim = env.sims.viet;
+    const n = number('8496');
+    const text = `HELP ${mode} `.padEnd(400, '.x');
+    const st = await sim.deliver({ from: n, to: '8079', text, parts: mode, order: [3, 1, 2] });
+    assert.deepEqual(st, [0, 0, 0]);
+    let mo;
+    await env.waitFor(async () => {
+      mo = await env.sql('SELECT id::int, text, state FROM mo_messages WHERE msisdn = $1', [n]);
+      return mo.length === 1 && mo[0].state !== 'received';
+    }, 10000, 'the reassembled MO');
+    assert.equal(mo[0].text, text);
+    assert.equal(mo[0].state, 'processed');
+    await new Promise((r) => setTimeout(r, 300));
+    const mts = await env.sql('SELECT mo_id::int FROM mt_messages WHERE msisdn = $1', [n]);
+    assert.ok(mts.length >= 1, 'answered');
+    assert.ok(mts.every((m) => m.mo_id === mo[0].id), 'every reply answers the one MO');
+    assert.equal((await env.sql('SELECT count(*)::int AS n FROM mo_messages WHERE msisdn = $1', [n]))[0].n, 1);
+  });
+}
+
+test('an inbound data_coding 8 Vietnamese keyword "HỌC 1" starts the same quiz as "HOC 1"', async () => {
+  const sim = env.sims.viet;
+  const a = number('8496');
+  const b = number('8496');
+  assert.equal(await sim.deliver({ from: a, to: '8079', text: 'HỌC 1', dataCoding: 8 }), 0);
+  assert.equal(await sim.deliver({ from: b, to: '8079', text: 'HOC 1', dataCoding: 0 }), 0);
+  const reply = async (n) => {
+    let r;
+    await env.waitFor(async () => {
+      r = await env.sql('SELECT text FROM mt_messages WHERE msisdn = $1 ORDER BY id', [n]);
+      return r.length > 0;
+    }, 10000, 'a reply');
+    return r.map((x) => x.text);
+  };
+  const ra = await reply(a);
+  const rb = await reply(b);
+  const [mo] = await env.sql('SELECT text FROM mo_messages WHERE msisdn = $1', [a]);
+  assert.equal(mo.text, 'HỌC 1', 'decoded from UCS-2');
+  assert.equal(ra[0], rb[0], 'the same quiz introduction');
+  assert.match(ra[0], /^Kiểm tra kỹ năng 1:/);
+  assert.equal(ra.length, rb.length);
+  const st = await env.sql('SELECT msisdn, flow_state FROM subscribers WHERE msisdn = ANY($1)', [[a, b]]);
+  assert.equal(st.length, 2);
+  for (const s of st) assert.equal(parseQuizState(s.flow_state).skill, 1, 'a quiz of skill 1 is in progress');
+});
