@@ -164,6 +164,12 @@ build_settings(const struct sg_config *cfg)
 	return txt;
 }
 
+/*
+ * A scheduler on base, pacing the campaign work of cfg through st (all
+ * borrowed; they must outlive it). Reads SKILLGATE_FAKE_NOW here. Nothing
+ * runs before sched_start(). The caller owns the result (sched_free); NULL
+ * when out of memory.
+ */
 struct sched *
 sched_new(struct event_base *base, const struct sg_config *cfg, struct store *st)
 {
@@ -230,6 +236,7 @@ sched_stop(struct sched *s)
 	}
 }
 
+/* Stops and frees s. NULL is a no-op. */
 void
 sched_free(struct sched *s)
 {

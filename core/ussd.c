@@ -438,7 +438,7 @@ join(struct uctx *x, const char *code)
 	struct content_var v[] = {{"code", code}};
 	struct ussd_step_out *o = x->out;
 
-	snprintf(o->join_code, sizeof(o->join_code), "%s", code);
+	snprintf(o->join_code, sizeof(o->join_code), "%.*s", (int)sizeof(o->join_code) - 1, code);
 	render(x, "join_ok", v, 1, o->screen_join_ok, sizeof(o->screen_join_ok));
 	render(x, "join_unknown", v, 1, o->screen_join_unknown, sizeof(o->screen_join_unknown));
 	enter_state(x, USSD_END);
@@ -705,6 +705,7 @@ struct step {
 	char *text;              /* input, dialled string, or HTTP text */
 	struct msg_ack ack;
 	bool has_ack;
+	bool loaded;             /* BEGIN: the snapshot was read for this step */
 	void (*done)(void *arg, int status, const char *body);
 	void *done_arg;
 };
@@ -1233,6 +1234,7 @@ load_cb(void *arg, PGresult *res, const char *err)
 	snapshot_from(res, 4, g->msisdn, u->cfg->default_language, &g->sub);
 	struct step *s = g->head;
 	bool begin = s->kind == STEP_SMPP && s->op == MSG_USSD_BEGIN;
+	s->loaded = true;
 	if (begin) {
 		dialog_reset(&g->d, content_lang(g->sub.lang));
 		g->open = true;
@@ -1275,7 +1277,7 @@ kick(struct dlg *g)
 		kick(g);
 		return;
 	}
-	if (!g->loaded || begin) {
+	if (!g->loaded || (begin && !s->loaded)) {
 		const char *params[] = {g->link, g->key, g->msisdn};
 		g->busy = true;
 		g->req = store_query(u->st, "SELECT * FROM sg_ussd_load($1, $2, $3)", 3, params, load_cb,

@@ -776,15 +776,18 @@ $$;
 -- dropped). Kinds: unfinished (flow_state 'Q:<n>:..' since flow_state_at),
 -- failed (quiz_failed_at, not passed), next (previous skill passed, this
 -- one not attempted). Numbers opted out, or with reminder_max_per_skill
--- reminders already sent for the skill, get none. Idempotent and safe from
+-- reminders already sent for the skill, get none; anchors older than
+-- p_max_age seconds are ignored (old imports do not wake up, and each
+-- planning pass is a bounded index range scan). Idempotent and safe from
 -- several instances (unique fire key). Returns the rows created.
 CREATE FUNCTION sg_reminders_plan(p_now timestamptz DEFAULT NULL, p_limit int DEFAULT 5000,
-                                  p_horizon int DEFAULT 3600)
+                                  p_horizon int DEFAULT 3600, p_max_age int DEFAULT 7776000)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz := coalesce(p_now, now());
     cs campaign_settings;
     v_until timestamptz;
+    v_since timestamptz := coalesce(p_now, now()) - make_interval(secs => p_max_age);
     v_n int;
 BEGIN
     SELECT * INTO cs FROM campaign_settings;
@@ -797,13 +800,13 @@ BEGIN
                s.flow_state_at + make_interval(secs => cs.reminder_unfinished_delay) AS due
           FROM subscribers s
           JOIN skills k ON split_part(s.flow_state, ':', 2) = k.position::text
-         WHERE s.flow_state LIKE 'Q:%' AND s.flow_state_at IS NOT NULL AND NOT s.opted_out
+         WHERE s.flow_state LIKE 'Q:%' AND s.flow_state_at >= v_since AND NOT s.opted_out
            AND s.flow_state_at + make_interval(secs => cs.reminder_unfinished_delay) <= v_until
         UNION ALL
         SELECT p.msisdn, p.skill, 'failed', p.quiz_failed_at,
                p.quiz_failed_at + make_interval(secs => cs.reminder_failed_delay)
           FROM proficiency p JOIN subscribers s ON s.msisdn = p.msisdn AND NOT s.opted_out
-         WHERE p.quiz_failed_at IS NOT NULL AND p.quiz_passed_at IS NULL AND NOT p.proficient
+         WHERE p.quiz_failed_at >= v_since AND p.quiz_passed_at IS NULL AND NOT p.proficient
            AND p.quiz_failed_at + make_interval(secs => cs.reminder_failed_delay) <= v_until
         UNION ALL
         SELECT p.msisdn, k2.code, 'next', p.quiz_passed_at,
@@ -812,7 +815,7 @@ BEGIN
           JOIN subscribers s ON s.msisdn = p.msisdn AND NOT s.opted_out
           JOIN skills k1 ON k1.code = p.skill
           JOIN skills k2 ON k2.position = k1.position + 1
-         WHERE p.quiz_passed_at IS NOT NULL
+         WHERE p.quiz_passed_at >= v_since
            AND p.quiz_passed_at + make_interval(secs => cs.reminder_next_delay) <= v_until
            AND sg_reminder_valid(p.msisdn, k2.code, 'next', p.quiz_passed_at)),
     ins AS (

@@ -25,17 +25,17 @@ async function startKannel(sims) {
 	fs.mkdirSync(dir, { recursive: true });
 	const ports = { ADMIN_PORT: await L.freePort(), SMSBOX_PORT: await L.freePort(), SENDSMS_PORT: await L.freePort() };
 	const smscT = fs.readFileSync(path.join(__dirname, 'kannel/smsc.conf.in'), 'utf8');
-	const groups = sims.map((s, i) => smscT.replace(/@ID@/g, `sim${i + 1}`).replace(/@PORT@/g, String(s.port))).join('\n');
+	const groups = sims.map((s, i) => smscT.replace(/@ID@/g, `sim${i + 1}`).replace(/@PORT@/g, String(s.port)).replace(/@PREFIX@/g, `849${i}`)).join('\n');
 	let conf = fs.readFileSync(path.join(__dirname, 'kannel/kannel.conf.in'), 'utf8')
 		.replace(/@SMSC_GROUPS@/, groups).replace(/@DIR@/g, dir);
 	for (const [k, v] of Object.entries(ports)) conf = conf.replace(new RegExp(`@${k}@`, 'g'), String(v));
 	const file = path.join(dir, 'kannel.conf');
 	fs.writeFileSync(file, conf);
 	const procs = [];
-	const bb = spawn(which('bearerbox'), ['-v', '2', file], { stdio: ['ignore', 'ignore', 'ignore'] });
+	const bb = L.track(spawn(which('bearerbox'), ['-v', '2', file], { stdio: ['ignore', 'ignore', 'ignore'] }));
 	procs.push(bb);
 	await L.sleep(500);
-	const sb = spawn(which('smsbox'), ['-v', '2', file], { stdio: ['ignore', 'ignore', 'ignore'] });
+	const sb = L.track(spawn(which('smsbox'), ['-v', '2', file], { stdio: ['ignore', 'ignore', 'ignore'] }));
 	procs.push(sb);
 	for (const s of sims) {
 		const r = await s.call('bound', { n: 1, ms: 20000 });
@@ -104,13 +104,13 @@ async function scenario(ctx) {
 		const mt = [];
 		const text = 'Nhac nho: nhan HOC 1 gui 8079 de kiem tra 5 ky nang so co ban. Mien phi. Tu choi: TUCHOI';
 		const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-		let num = 84880000000;
+		let num = 0;
 		for (let r = 0; r < RUNS; r++) {
 			const base = await ctx.baseCounters(sims, 'accepted');
 			const reqs = [];
 			for (let i = 0; i < D.kannelMt; i += 100) {
 				const to = [];
-				for (let j = 0; j < 100 && i + j < D.kannelMt; j++) to.push(String(num++));
+				for (let j = 0; j < 100 && i + j < D.kannelMt; j++, num++) to.push(`849${num % sims.length}8${String(num).padStart(6, '0')}`);
 				reqs.push(to);
 			}
 			m.begin();

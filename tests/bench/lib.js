@@ -16,6 +16,15 @@ const PG_PORT = Number(process.env.SG_PG_PORT || 0);
 const PG_DIR = process.env.SG_PG_DIR || '';
 const CLK = 100; /* USER_HZ */
 
+/* Children still running when the bench exits (an error) are killed. */
+const live = new Set();
+function track(child) {
+	live.add(child);
+	child.once('exit', () => live.delete(child));
+	return child;
+}
+process.on('exit', () => { for (const c of live) try { c.kill('SIGKILL'); } catch { /* gone */ } });
+
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
 function freePort() {
@@ -72,7 +81,7 @@ async function createDb(name) {
 /* skillgated config: links = [{name, port, prefixes, rate, window, dflt}]. */
 function daemonConf(file, conninfo, links, extra = {}) {
 	const sections = {
-		gateway: { log_level: 'warn', shutdown_timeout: 5 },
+		gateway: { log_level: 'info', shutdown_timeout: 5 },
 		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: 2, dedupe_window: 0, ...(extra.database || {}) },
 		http: { listen: '' },
 		campaign: { quiet_hours: '' },
@@ -93,7 +102,7 @@ function daemonConf(file, conninfo, links, extra = {}) {
 class Daemon {
 	constructor(conf) { this.conf = conf; this.log = ''; this.exited = null; }
 	async start(waitLinks) {
-		this.child = spawn(path.join(BIN, 'skillgated'), ['-f', '-c', this.conf], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+		this.child = track(spawn(path.join(BIN, 'skillgated'), ['-f', '-c', this.conf], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] }));
 		this.pid = this.child.pid;
 		this.exitP = new Promise((r) => this.child.on('exit', (code, sig) => { this.exited = { code, sig }; r(this.exited); }));
 		this.child.stderr.on('data', (b) => { if (this.log.length < 1 << 20) this.log += b.toString(); });
@@ -121,7 +130,7 @@ class Daemon {
 class Sim {
 	constructor(name) { this.name = name; this.n = 0; this.wait = new Map(); }
 	async start(simOpts) {
-		this.child = fork(path.join(__dirname, 'simproc.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+		this.child = track(fork(path.join(__dirname, 'simproc.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
 		this.pid = this.child.pid;
 		this.child.on('message', (m) => {
 			const w = this.wait.get(m.id);
@@ -231,5 +240,5 @@ function fmt(x) {
 
 module.exports = {
 	ROOT, BIN, PG_PORT, sleep, freePort, run, pgClient, adminQuery, iniText, createDb, daemonConf, Daemon, Sim,
-	CpuMeter, pgPids, rssKiB, median, fmt, procTicks, childrenOf,
+	CpuMeter, pgPids, track, rssKiB, median, fmt, procTicks, childrenOf,
 };

@@ -73,15 +73,23 @@ function deliverBody(from, text, tlvs = Buffer.alloc(0)) {
   ]);
 }
 
+// Sanitizer reports in any daemon's log (the tests also run against an ASan/UBSan build).
+const SANITIZER = /ERROR: (Address|Leak)Sanitizer|runtime error:/;
+
 async function withEnv(opts, fn) {
   const env = await h.start(opts);
+  let ok = false;
   try {
-    return await fn(env);
+    const r = await fn(env);
+    ok = true;
+    return r;
   } catch (e) {
     e.message += `\n---- daemon log (tail) ----\n${env.log().slice(-3000)}`;
     throw e;
   } finally {
     await env.stop();
+    const bad = env.daemons.find((d) => SANITIZER.test(d.log));
+    if (ok && bad) assert.fail(`sanitizer report:\n${bad.log.slice(bad.log.search(SANITIZER) - 200, bad.log.search(SANITIZER) + 3000)}`);
   }
 }
 
@@ -410,6 +418,12 @@ test('hostile and unknown PDUs from the SMSC get the right status and leave the 
     // nothing was lost: a normal MO still works on the same connection
     assert.equal(await sim.deliver({ from: n, to: '8079', text: 'INFO' }), 0);
     assert.equal(sim.binds.length, 1, 'never reconnected');
+    // let the replies go out first, so the next PDU from the daemon is the answer to the next one
+    await env.waitFor(async () => {
+      const r = await env.sql('SELECT state FROM mt_messages WHERE msisdn = $1', [n]);
+      return r.length >= 2 && r.every((x) => x.state === 'delivered');
+    }, 10000, 'the replies to HELP and INFO');
+    await sim.waitFor(() => sim.counters.delivered === sim.counters.receipts + 1, 5000, 'every receipt acknowledged');
     // oversize command_length: generic_nack ESME_RINVCMDLEN, then the connection is closed (by design)
     const big = Buffer.alloc(16);
     big.writeUInt32BE(1 << 20, 0);

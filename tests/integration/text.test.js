@@ -29,7 +29,11 @@ test.before(async () => {
     },
   });
 });
-test.after(async () => { await env.stop(); });
+test.after(async () => {
+  await env.stop();
+  const log = env.log();
+  assert.doesNotMatch(log, /ERROR: (Address|Leak)Sanitizer|runtime error:/, 'no sanitizer report');
+});
 
 async function queueMt(to, text) {
   const [r] = await env.sql("INSERT INTO mt_messages (msisdn, text, kind, priority) VALUES ($1, $2, 'api', 0) RETURNING id", [to, text]);

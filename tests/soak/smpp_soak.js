@@ -43,7 +43,6 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
   const env = await h.start({
-    logLevel: 'warn',
     links: {
       soak: {
         sim: { submitStatus: () => (Math.random() < 0.1 ? 0x58 : 0), maxRecords: 1e6 },

@@ -1,0 +1,1724 @@
+/*
+ * http_api.c — skillgate's HTTP side on the daemon's event loop (evhttp):
+ * /healthz, /metrics, the JSON API under /api/v1 (§4.1) and the dashboard's
+ * static files (§4.4). TLS through bufferevent_openssl when [http] tls_cert
+ * is set.
+ *
+ * Every request that needs the database becomes a struct hreq. Its queries
+ * go through store_query() (never blocking libpq); the request remembers
+ * the id of the query in flight, and when the client's connection goes away
+ * first the close callback cancels that query (store_cancel guarantees no
+ * callback) and frees the hreq, so no completion ever touches a freed
+ * request. Replies are JSON; errors are {"error": "...", "detail": "..."}.
+ *
+ * Bearer tokens are hashed (SHA-256) and looked up in api_tokens; valid
+ * hashes are cached for HTTP_TOKEN_TTL seconds and compared with
+ * CRYPTO_memcmp. Failed authentications are counted per client address and
+ * answered 429 past HTTP_AUTH_FAIL_MAX a minute; the token is never logged.
+ */
+#include "http_api.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <sys/queue.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "gateway.h"
+#include "household_csv.h"
+#include "log.h"
+#include "msisdn.h"
+#include "pipeline.h"
+#include "store.h"
+#include "strbuf.h"
+
+#define HTTP_TOKEN_TTL 10        /* seconds a valid token stays cached (revocation delay) */
+#define HTTP_TOKEN_CACHE 64      /* cached tokens */
+#define HTTP_AUTH_FAIL_MAX 10    /* failed authentications per address per window */
+#define HTTP_AUTH_FAIL_WINDOW 60 /* seconds */
+#define HTTP_AUTH_SLOTS 256      /* addresses tracked */
+#define HTTP_MAX_ERRORS 1000     /* per-row import errors listed in a reply */
+#define HTTP_MT_TEXT_MAX 1600    /* bytes of one API message */
+
+enum role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_PARTNER, ROLE_STAFF, ROLE_ADMIN };
+
+struct tok_entry {
+	unsigned char hash[32];
+	enum role role;
+	char name[64];
+	time_t expires;
+};
+
+struct fail_entry {
+	char addr[64];
+	time_t since;
+	int count;
+};
+
+struct hreq;
+typedef void (*hreq_fn)(struct hreq *r);
+
+struct http_api {
+	struct event_base *base;
+	const struct sg_config *cfg;
+	struct store *st;
+	struct gateway *gw;
+	struct pipeline *pipe;
+	const struct content *content;
+	struct evhttp *http;
+	struct evhttp_bound_socket *sock;
+	SSL_CTX *ssl;
+	char webroot[PATH_MAX]; /* realpath of the dashboard dir, "" if none */
+	struct hreq *active;    /* requests waiting for the database */
+	struct tok_entry toks[HTTP_TOKEN_CACHE];
+	struct fail_entry fails[HTTP_AUTH_SLOTS];
+	uint64_t replies[6];    /* by status class 1xx..5xx (index 1..5) */
+	uint64_t auth_failures;
+};
+
+/* One API request waiting for the database. */
+struct hreq {
+	struct hreq *next, *prev;
+	struct http_api *h;
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	uint64_t qid;           /* query in flight, 0 if none */
+	enum role need;         /* role the endpoint requires */
+	enum role role;         /* role of the token */
+	char who[64];           /* token name (never the token) */
+	char addr[64];          /* client address */
+	unsigned char hash[32];
+	hreq_fn handler;        /* runs once authenticated */
+	char arg[64];           /* path parameter */
+	char *body;             /* copied request body (NUL-terminated), or NULL */
+	size_t body_len;
+	json_t *json;           /* parsed body, for handlers that keep it */
+	int imported_errs;      /* import: CSV errors kept in errs */
+	json_t *errs;           /* import: [{"line","error"}] from the parser */
+	int nerr_total;
+	struct strbuf a[8];     /* import: array literals of the valid rows */
+	int nrows;
+};
+
+static void http_gen_cb(struct evhttp_request *req, void *arg);
+static void hreq_free(struct hreq *r);
+
+/* ------------------------------------------------------------------ */
+/* Replies                                                             */
+
+static void
+http_count(struct http_api *h, int code)
+{
+	int c = code / 100;
+	if (c >= 1 && c <= 5)
+		h->replies[c]++;
+}
+
+static void
+http_send(struct http_api *h, struct evhttp_request *req, int code, const char *ctype,
+          const char *body, size_t len)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	evhttp_add_header(out, "Content-Type", ctype);
+	evhttp_add_header(out, "Cache-Control", "no-store");
+	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+	struct evbuffer *b = evbuffer_new();
+	if (b == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	if (len > 0)
+		evbuffer_add(b, body, len);
+	http_count(h, code);
+	evhttp_send_reply(req, code, NULL, b);
+	evbuffer_free(b);
+}
+
+static void
+http_send_json(struct http_api *h, struct evhttp_request *req, int code, const char *json)
+{
+	http_send(h, req, code, "application/json; charset=utf-8", json, strlen(json));
+}
+
+static void
+http_send_error(struct http_api *h, struct evhttp_request *req, int code, const char *error,
+                const char *detail)
+{
+	json_t *o = json_pack("{s:s,s:s}", "error", error, "detail", detail ? detail : "");
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	http_send_json(h, req, code, s ? s : "{\"error\":\"internal\",\"detail\":\"\"}");
+	free(s);
+	json_decref(o);
+}
+
+/* Detaches r from its connection, replies and frees r. */
+static void
+hreq_reply(struct hreq *r, int code, const char *json)
+{
+	evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	http_send_json(r->h, r->req, code, json);
+	hreq_free(r);
+}
+
+static void
+hreq_error(struct hreq *r, int code, const char *error, const char *detail)
+{
+	evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	http_send_error(r->h, r->req, code, error, detail);
+	hreq_free(r);
+}
+
+static void
+hreq_reply_obj(struct hreq *r, int code, json_t *o)
+{
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (s == NULL) {
+		json_decref(o);
+		hreq_error(r, 500, "internal", "cannot encode the reply");
+		return;
+	}
+	hreq_reply(r, code, s);
+	free(s);
+	json_decref(o);
+}
+
+/* A database failure: 503 when the database is unreachable, 422 for values
+ * PostgreSQL rejected (bad timestamps...), else 500. */
+static void
+hreq_db_error(struct hreq *r, const char *err)
+{
+	if (err != NULL && (strncmp(err, "22", 2) == 0 || strncmp(err, "23514", 5) == 0)) {
+		const char *msg = strstr(err, ": ");
+		hreq_error(r, 422, "invalid", msg ? msg + 2 : err);
+	} else if (err != NULL && isdigit((unsigned char)err[0]) && err[5] == ':') {
+		log_error("http", "database error: %s", err);
+		hreq_error(r, 500, "internal", "database error");
+	} else {
+		hreq_error(r, 503, "database_unavailable", "the database did not answer");
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Request objects                                                     */
+
+static void
+hreq_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct hreq *r = arg;
+	log_debug("http", "client %s went away before the reply", r->addr);
+	hreq_free(r);
+}
+
+static struct hreq *
+hreq_new(struct http_api *h, struct evhttp_request *req)
+{
+	struct hreq *r = calloc(1, sizeof *r);
+	if (r == NULL)
+		abort();
+	r->h = h;
+	r->req = req;
+	r->evcon = evhttp_request_get_connection(req);
+	char *host = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(r->evcon, &host, &port);
+	snprintf(r->addr, sizeof r->addr, "%s", host ? host : "?");
+	for (int i = 0; i < 8; i++)
+		strbuf_init(&r->a[i]);
+	r->next = h->active;
+	if (h->active)
+		h->active->prev = r;
+	h->active = r;
+	evhttp_connection_set_closecb(r->evcon, hreq_conn_closed, r);
+	return r;
+}
+
+static void
+hreq_free(struct hreq *r)
+{
+	if (r == NULL)
+		return;
+	struct http_api *h = r->h;
+	if (r->qid != 0)
+		store_cancel(h->st, r->qid);
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		h->active = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	free(r->body);
+	json_decref(r->json);
+	json_decref(r->errs);
+	for (int i = 0; i < 8; i++)
+		strbuf_free(&r->a[i]);
+	free(r);
+}
+
+/* Runs sql; cb gets r back. On refusal (no database) replies 503. */
+static bool
+hreq_query(struct hreq *r, const char *sql, int n, const char *const *params, store_cb cb)
+{
+	r->qid = store_query(r->h->st, sql, n, params, cb, r);
+	if (r->qid == 0) {
+		hreq_error(r, 503, "database_unavailable", "the database is down or overloaded");
+		return false;
+	}
+	return true;
+}
+
+/* Copies the request body into r->body. */
+static void
+hreq_take_body(struct hreq *r)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+	size_t n = evbuffer_get_length(in);
+	r->body = malloc(n + 1);
+	if (r->body == NULL)
+		abort();
+	evbuffer_copyout(in, r->body, n);
+	r->body[n] = '\0';
+	r->body_len = n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Authentication                                                      */
+
+static enum role
+role_parse(const char *s)
+{
+	if (strcmp(s, "admin") == 0)
+		return ROLE_ADMIN;
+	if (strcmp(s, "staff") == 0)
+		return ROLE_STAFF;
+	if (strcmp(s, "partner") == 0)
+		return ROLE_PARTNER;
+	if (strcmp(s, "viewer") == 0)
+		return ROLE_VIEWER;
+	return ROLE_NONE;
+}
+
+static const char *
+role_name(enum role r)
+{
+	switch (r) {
+	case ROLE_ADMIN:
+		return "admin";
+	case ROLE_STAFF:
+		return "staff";
+	case ROLE_PARTNER:
+		return "partner";
+	case ROLE_VIEWER:
+		return "viewer";
+	default:
+		return "none";
+	}
+}
+
+/* admin > staff > partner, viewer (partner and viewer are siblings). */
+static bool
+role_allows(enum role have, enum role need)
+{
+	if (have == need || have == ROLE_ADMIN)
+		return true;
+	if (have == ROLE_STAFF)
+		return need == ROLE_PARTNER || need == ROLE_VIEWER;
+	return false;
+}
+
+static struct fail_entry *
+auth_fail_slot(struct http_api *h, const char *addr, bool create)
+{
+	time_t now = time(NULL);
+	struct fail_entry *oldest = &h->fails[0];
+	for (int i = 0; i < HTTP_AUTH_SLOTS; i++) {
+		struct fail_entry *f = &h->fails[i];
+		if (f->addr[0] != '\0' && strcmp(f->addr, addr) == 0) {
+			if (now - f->since >= HTTP_AUTH_FAIL_WINDOW) {
+				f->since = now;
+				f->count = 0;
+			}
+			return f;
+		}
+		if (f->since < oldest->since)
+			oldest = f;
+	}
+	if (!create)
+		return NULL;
+	snprintf(oldest->addr, sizeof oldest->addr, "%s", addr);
+	oldest->since = now;
+	oldest->count = 0;
+	return oldest;
+}
+
+static bool
+auth_limited(struct http_api *h, const char *addr)
+{
+	struct fail_entry *f = auth_fail_slot(h, addr, false);
+	return f != NULL && f->count >= HTTP_AUTH_FAIL_MAX;
+}
+
+static void
+auth_failed(struct hreq *r, const char *why)
+{
+	struct http_api *h = r->h;
+	struct fail_entry *f = auth_fail_slot(h, r->addr, true);
+	f->count++;
+	h->auth_failures++;
+	log_warn("http", "authentication failed from %s: %s (%s %s)", r->addr, why,
+	         evhttp_request_get_command(r->req) == EVHTTP_REQ_POST ? "POST" : "GET",
+	         evhttp_request_get_uri(r->req));
+	hreq_error(r, 401, "unauthorized", why);
+}
+
+static void
+auth_done(struct hreq *r)
+{
+	if (!role_allows(r->role, r->need)) {
+		char d[96];
+		snprintf(d, sizeof d, "this endpoint needs the %s role; the token has %s",
+		         role_name(r->need), role_name(r->role));
+		hreq_error(r, 403, "forbidden", d);
+		return;
+	}
+	r->handler(r);
+}
+
+static void
+auth_query_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	if (res == NULL) {
+		hreq_db_error(r, err);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		auth_failed(r, "unknown or revoked token");
+		return;
+	}
+	r->role = role_parse(PQgetvalue(res, 0, 0));
+	snprintf(r->who, sizeof r->who, "%s", PQgetvalue(res, 0, 1));
+	/* cache it: the slot expiring first */
+	struct http_api *h = r->h;
+	struct tok_entry *slot = &h->toks[0];
+	for (int i = 0; i < HTTP_TOKEN_CACHE; i++)
+		if (h->toks[i].expires < slot->expires)
+			slot = &h->toks[i];
+	memcpy(slot->hash, r->hash, 32);
+	slot->role = r->role;
+	snprintf(slot->name, sizeof slot->name, "%s", r->who);
+	slot->expires = time(NULL) + HTTP_TOKEN_TTL;
+	auth_done(r);
+}
+
+/* Authenticates r (Bearer token), then runs r->handler or replies 401/403/429. */
+static void
+auth_start(struct hreq *r)
+{
+	struct http_api *h = r->h;
+	if (auth_limited(h, r->addr)) {
+		hreq_error(r, 429, "too_many_requests", "too many failed authentications; wait a minute");
+		return;
+	}
+	const char *hdr = evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
+	if (hdr == NULL) {
+		auth_failed(r, "missing Authorization: Bearer token");
+		return;
+	}
+	if (strncasecmp(hdr, "Bearer ", 7) != 0) {
+		auth_failed(r, "Authorization must be Bearer");
+		return;
+	}
+	const char *tok = hdr + 7;
+	while (*tok == ' ')
+		tok++;
+	size_t n = strlen(tok);
+	while (n > 0 && tok[n - 1] == ' ')
+		n--;
+	if (n == 0 || n > 256) {
+		auth_failed(r, "malformed token");
+		return;
+	}
+	unsigned int hl = 0;
+	if (EVP_Digest(tok, n, r->hash, &hl, EVP_sha256(), NULL) != 1 || hl != 32) {
+		hreq_error(r, 500, "internal", "hash failed");
+		return;
+	}
+	time_t now = time(NULL);
+	for (int i = 0; i < HTTP_TOKEN_CACHE; i++) {
+		struct tok_entry *t = &h->toks[i];
+		if (t->expires > now && CRYPTO_memcmp(t->hash, r->hash, 32) == 0) {
+			r->role = t->role;
+			snprintf(r->who, sizeof r->who, "%s", t->name);
+			auth_done(r);
+			return;
+		}
+	}
+	char hex[2 + 64 + 1] = "\\x";
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 + 2 * i, 3, "%02x", r->hash[i]);
+	const char *p[1] = {hex};
+	hreq_query(r, "SELECT role, name FROM api_tokens WHERE hash = $1::bytea AND revoked_at IS NULL",
+	           1, p, auth_query_cb);
+}
+
+/* ------------------------------------------------------------------ */
+/* Subscribers                                                         */
+
+static void
+single_json_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	if (res == NULL) {
+		hreq_db_error(r, err);
+		return;
+	}
+	if (PQntuples(res) < 1 || PQgetisnull(res, 0, 0)) {
+		hreq_error(r, 404, "not_found", r->arg);
+		return;
+	}
+	hreq_reply(r, 200, PQgetvalue(res, 0, 0));
+}
+
+static void
+h_subscriber(struct hreq *r)
+{
+	char norm[32];
+	if (msisdn_normalise(r->arg, norm, sizeof norm) != 0) {
+		hreq_error(r, 422, "invalid_msisdn", "not a phone number");
+		return;
+	}
+	snprintf(r->arg, sizeof r->arg, "subscriber %s", norm);
+	const char *p[1] = {norm};
+	hreq_query(r,
+	           "SELECT json_build_object('msisdn', s.msisdn, 'language', s.language,"
+	           " 'opted_out', s.opted_out, 'household', h.code, 'commune', h.commune_code,"
+	           " 'village', h.village, 'joined_via', s.joined_via, 'registered_at', s.registered_at,"
+	           " 'last_mo_at', s.last_mo_at,"
+	           " 'proficient_skills', (SELECT count(*) FROM proficiency p"
+	           "     WHERE p.msisdn = s.msisdn AND p.proficient),"
+	           " 'skills', (SELECT json_object_agg(k.code, json_build_object("
+	           "     'proficient', coalesce(p.proficient, false), 'self_level', p.self_level,"
+	           "     'best_quiz', p.best_quiz, 'quiz_passed_at', p.quiz_passed_at,"
+	           "     'updated_at', p.updated_at) ORDER BY k.position)"
+	           "   FROM skills k LEFT JOIN proficiency p ON p.skill = k.code AND p.msisdn = s.msisdn))"
+	           " FROM subscribers s LEFT JOIN households h ON h.id = s.household_id"
+	           " WHERE s.msisdn = $1",
+	           1, p, single_json_cb);
+}
+
+/* ------------------------------------------------------------------ */
+/* Household import                                                    */
+
+enum { A_LINE, A_CODE, A_PROV, A_DIST, A_COMM, A_VILL, A_MSISDN, A_LANG };
+
+static void
+import_row_cb(void *arg, int line, const struct hhcsv_row *row, const char *err)
+{
+	struct hreq *r = arg;
+	if (row == NULL) {
+		r->nerr_total++;
+		if (json_array_size(r->errs) < HTTP_MAX_ERRORS)
+			json_array_append_new(r->errs, json_pack("{s:i,s:s}", "line", line, "error", err));
+		return;
+	}
+	char ln[16];
+	snprintf(ln, sizeof ln, "%d", row->line);
+	strbuf_pgarr_elem(&r->a[A_LINE], ln);
+	strbuf_pgarr_elem(&r->a[A_CODE], row->household_code);
+	strbuf_pgarr_elem(&r->a[A_PROV], row->province);
+	strbuf_pgarr_elem(&r->a[A_DIST], row->district);
+	strbuf_pgarr_elem(&r->a[A_COMM], row->commune);
+	strbuf_pgarr_elem(&r->a[A_VILL], row->village);
+	strbuf_pgarr_elem(&r->a[A_MSISDN], row->msisdn);
+	strbuf_pgarr_elem(&r->a[A_LANG], row->language);
+	r->nrows++;
+}
+
+static int
+err_line_cmp(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "line"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "line"));
+	return (x > y) - (x < y);
+}
+
+static void
+import_reply(struct hreq *r, int imported, int households, int phones)
+{
+	size_t n = json_array_size(r->errs);
+	json_t **v = calloc(n ? n : 1, sizeof *v);
+	if (v == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_incref(json_array_get(r->errs, i));
+	qsort(v, n, sizeof *v, err_line_cmp);
+	json_t *sorted = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(sorted, v[i]);
+	free(v);
+	json_t *o = json_pack("{s:i,s:i,s:i,s:i,s:o}", "imported", imported, "households", households,
+	                      "phones", phones, "rejected", r->nerr_total, "errors", sorted);
+	if ((size_t)r->nerr_total > n)
+		json_object_set_new(o, "errors_truncated", json_true());
+	log_info("http", "household import by %s: %d rows imported, %d rejected", r->who, imported,
+	         r->nerr_total);
+	hreq_reply_obj(r, 200, o);
+}
+
+static void
+import_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	if (res == NULL || PQntuples(res) != 1) {
+		hreq_db_error(r, err);
+		return;
+	}
+	int imported = atoi(PQgetvalue(res, 0, 0));
+	int households = atoi(PQgetvalue(res, 0, 1));
+	int phones = atoi(PQgetvalue(res, 0, 2));
+	/* err_lines / err_texts come back as array literals: parse with SQL
+	 * quoting rules via a second tiny decoder. */
+	const char *lines = PQgetvalue(res, 0, 3);
+	const char *texts = PQgetvalue(res, 0, 4);
+	/* lines: {3,5,9} */
+	int ln[HTTP_MAX_ERRORS];
+	int nl = 0;
+	for (const char *q = lines; *q && nl < HTTP_MAX_ERRORS; q++) {
+		if (*q >= '0' && *q <= '9') {
+			ln[nl++] = (int)strtol(q, (char **)&q, 10);
+			q--;
+		}
+	}
+	/* texts: {"a b",c} — elements quoted when they contain specials */
+	const char *q = texts;
+	if (*q == '{')
+		q++;
+	for (int i = 0; i < nl && *q && *q != '}'; i++) {
+		char buf[256];
+		size_t bn = 0;
+		if (*q == '"') {
+			q++;
+			while (*q && *q != '"') {
+				if (*q == '\\' && q[1])
+					q++;
+				if (bn < sizeof buf - 1)
+					buf[bn++] = *q;
+				q++;
+			}
+			if (*q == '"')
+				q++;
+		} else {
+			while (*q && *q != ',' && *q != '}') {
+				if (bn < sizeof buf - 1)
+					buf[bn++] = *q;
+				q++;
+			}
+		}
+		buf[bn] = '\0';
+		if (*q == ',')
+			q++;
+		r->nerr_total++;
+		if (json_array_size(r->errs) < HTTP_MAX_ERRORS)
+			json_array_append_new(r->errs, json_pack("{s:i,s:s}", "line", ln[i], "error", buf));
+	}
+	import_reply(r, imported, households, phones);
+}
+
+static void
+h_import(struct hreq *r)
+{
+	r->errs = json_array();
+	for (int i = 0; i < 8; i++)
+		strbuf_pgarr_begin(&r->a[i]);
+	struct hhcsv *p = hhcsv_new(import_row_cb, r);
+	/* stream the body through the parser chunk by chunk (no copy) */
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+	struct evbuffer_ptr pos;
+	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+	struct evbuffer_iovec vec[16];
+	for (;;) {
+		int nv = evbuffer_peek(in, -1, &pos, vec, 16);
+		if (nv <= 0)
+			break;
+		size_t got = 0;
+		for (int i = 0; i < nv && i < 16; i++) {
+			hhcsv_feed(p, vec[i].iov_base, vec[i].iov_len);
+			got += vec[i].iov_len;
+		}
+		if (nv <= 16)
+			break;
+		if (evbuffer_ptr_set(in, &pos, got, EVBUFFER_PTR_ADD) != 0)
+			break;
+	}
+	const char *fatal = NULL;
+	if (hhcsv_finish(p, &fatal) != 0) {
+		char d[200];
+		snprintf(d, sizeof d, "%s; expected header: household_code,province_code,district_code,"
+		                      "commune_code,village,msisdn,language", fatal);
+		hhcsv_free(p);
+		hreq_error(r, 422, "invalid_csv", d);
+		return;
+	}
+	hhcsv_free(p);
+	if (r->nrows == 0) {
+		import_reply(r, 0, 0, 0);
+		return;
+	}
+	const char *params[8];
+	for (int i = 0; i < 8; i++) {
+		strbuf_pgarr_end(&r->a[i]);
+		params[i] = r->a[i].s;
+	}
+	hreq_query(r,
+	           "SELECT imported, households, phones, err_lines, err_texts FROM sg_households_import("
+	           "$1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+	           " $8::text[])",
+	           8, params, import_cb);
+}
+
+/* ------------------------------------------------------------------ */
+/* Coverage                                                            */
+
+static bool
+digits_only(const char *s, size_t maxlen)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > maxlen)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static void
+coverage_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	if (res == NULL || PQntuples(res) != 1) {
+		hreq_db_error(r, err);
+		return;
+	}
+	struct strbuf b;
+	strbuf_init(&b);
+	strbuf_printf(&b, "{\"level\":\"%s\",\"parent\":", r->arg);
+	if (PQgetisnull(res, 0, 1)) {
+		strbuf_puts(&b, "null");
+	} else {
+		json_t *s = json_string(PQgetvalue(res, 0, 1));
+		char *t = json_dumps(s, JSON_ENCODE_ANY);
+		strbuf_puts(&b, t ? t : "null");
+		free(t);
+		json_decref(s);
+	}
+	strbuf_puts(&b, ",\"parent_name\":");
+	if (PQgetisnull(res, 0, 2)) {
+		strbuf_puts(&b, "null");
+	} else {
+		json_t *s = json_string(PQgetvalue(res, 0, 2));
+		char *t = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+		strbuf_puts(&b, t ? t : "null");
+		free(t);
+		json_decref(s);
+	}
+	strbuf_puts(&b, ",\"rows\":");
+	strbuf_puts(&b, PQgetvalue(res, 0, 0));
+	strbuf_puts(&b, "}");
+	hreq_reply(r, 200, b.s);
+	strbuf_free(&b);
+}
+
+static void
+h_coverage(struct hreq *r)
+{
+	struct evkeyvalq q;
+	TAILQ_INIT(&q);
+	const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
+	evhttp_parse_query_str(qs ? qs : "", &q);
+	const char *level = evhttp_find_header(&q, "level");
+	const char *parent = evhttp_find_header(&q, "parent");
+	if (level == NULL || *level == '\0')
+		level = "province";
+	if (strcmp(level, "province") != 0 && strcmp(level, "district") != 0 &&
+	    strcmp(level, "commune") != 0) {
+		evhttp_clear_headers(&q);
+		hreq_error(r, 422, "invalid_level", "level must be province, district or commune");
+		return;
+	}
+	if (parent != NULL && *parent == '\0')
+		parent = NULL;
+	if (parent != NULL && !digits_only(parent, 5)) {
+		evhttp_clear_headers(&q);
+		hreq_error(r, 422, "invalid_parent", "parent must be a locality code (digits)");
+		return;
+	}
+	snprintf(r->arg, sizeof r->arg, "%s", level);
+	char pbuf[8] = "";
+	if (parent)
+		snprintf(pbuf, sizeof pbuf, "%s", parent);
+	evhttp_clear_headers(&q);
+	const char *p[2] = {r->arg, pbuf[0] ? pbuf : NULL};
+	hreq_query(r,
+	           "SELECT sg_coverage_json($1, $2), $2::text,"
+	           " (SELECT name FROM localities WHERE code = $2)",
+	           2, p, coverage_cb);
+}
+
+/* ------------------------------------------------------------------ */
+/* Broadcasts                                                          */
+
+#define BROADCAST_JSON                                                                            \
+	"json_build_object('id', b.id, 'name', b.name, 'state', b.state,"                         \
+	" 'text', json_build_object('vi', b.text_vi, 'en', b.text_en), 'segment', b.segment,"     \
+	" 'start_at', b.start_at, 'end_at', b.end_at, 'rate', b.rate, 'created_by', b.created_by," \
+	" 'created_at', b.created_at, 'counts', json_build_object("                               \
+	"   'targeted', greatest(b.targeted, coalesce(c.total, 0)),"                              \
+	"   'queued', coalesce(c.queued, 0), 'submitted', coalesce(c.submitted, 0),"              \
+	"   'delivered', coalesce(c.delivered, 0), 'failed', coalesce(c.failed, 0),"              \
+	"   'cancelled', coalesce(c.cancelled, 0)))"
+
+#define BROADCAST_COUNTS                                                                          \
+	"SELECT count(*) AS total, count(*) FILTER (WHERE m.state = 'queued') AS queued,"         \
+	" count(*) FILTER (WHERE m.state IN ('submitting', 'submitted')) AS submitted,"           \
+	" count(*) FILTER (WHERE m.state = 'delivered') AS delivered,"                            \
+	" count(*) FILTER (WHERE m.state IN ('failed', 'expired')) AS failed,"                    \
+	" count(*) FILTER (WHERE m.state = 'cancelled') AS cancelled"                             \
+	" FROM mt_messages m WHERE m.broadcast_id = b.id"
+
+static void
+h_broadcast_show(struct hreq *r)
+{
+	if (!digits_only(r->arg, 18)) {
+		hreq_error(r, 404, "not_found", "no such broadcast");
+		return;
+	}
+	const char *p[1] = {r->arg};
+	hreq_query(r,
+	           "SELECT " BROADCAST_JSON " FROM broadcasts b LEFT JOIN LATERAL (" BROADCAST_COUNTS
+	           ") c ON true WHERE b.id = $1::bigint",
+	           1, p, single_json_cb);
+}
+
+static void
+list_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	if (res == NULL || PQntuples(res) != 1) {
+		hreq_db_error(r, err);
+		return;
+	}
+	struct strbuf b;
+	strbuf_init(&b);
+	strbuf_puts(&b, "{\"broadcasts\":");
+	strbuf_puts(&b, PQgetvalue(res, 0, 0));
+	strbuf_puts(&b, "}");
+	hreq_reply(r, 200, b.s);
+	strbuf_free(&b);
+}
+
+static void
+h_broadcast_list(struct hreq *r)
+{
+	struct evkeyvalq q;
+	TAILQ_INIT(&q);
+	const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
+	evhttp_parse_query_str(qs ? qs : "", &q);
+	const char *lim = evhttp_find_header(&q, "limit");
+	int limit = lim ? atoi(lim) : 50;
+	evhttp_clear_headers(&q);
+	if (limit < 1 || limit > 500) {
+		hreq_error(r, 422, "invalid_limit", "limit must be 1..500");
+		return;
+	}
+	char lb[16];
+	snprintf(lb, sizeof lb, "%d", limit);
+	const char *p[1] = {lb};
+	hreq_query(r,
+	           "SELECT coalesce(json_agg(x.j ORDER BY x.id DESC), '[]'::json) FROM ("
+	           " SELECT b.id, " BROADCAST_JSON " AS j FROM (SELECT * FROM broadcasts"
+	           "  ORDER BY id DESC LIMIT $1::int) b LEFT JOIN LATERAL (" BROADCAST_COUNTS
+	           ") c ON true) x",
+	           1, p, list_cb);
+}
+
+static const char *const skill_codes[] = {"public_services", "shopping", "payment", "safety",
+                                          "platforms"};
+
+/* Validates the §4.2 create body; returns NULL or the error detail. */
+static const char *
+broadcast_validate(json_t *o, const char **tvi, const char **ten, json_t **segment)
+{
+	if (!json_is_object(o))
+		return "the body must be a JSON object";
+	json_t *name = json_object_get(o, "name");
+	if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 200)
+		return "name must be a non-empty string (at most 200 bytes)";
+	json_t *text = json_object_get(o, "text");
+	if (json_is_string(text)) {
+		*tvi = *ten = json_string_value(text);
+	} else if (json_is_object(text)) {
+		json_t *vi = json_object_get(text, "vi"), *en = json_object_get(text, "en");
+		if ((vi && !json_is_string(vi)) || (en && !json_is_string(en)))
+			return "text.vi and text.en must be strings";
+		*tvi = vi ? json_string_value(vi) : NULL;
+		*ten = en ? json_string_value(en) : NULL;
+		if (*tvi && **tvi == '\0')
+			*tvi = NULL;
+		if (*ten && **ten == '\0')
+			*ten = NULL;
+		if (*tvi == NULL && *ten == NULL)
+			return "text needs at least one of vi, en";
+		if (*tvi == NULL)
+			*tvi = *ten;
+		if (*ten == NULL)
+			*ten = *tvi;
+	} else {
+		return "text must be an object {\"vi\": ..., \"en\": ...}";
+	}
+	if (strlen(*tvi) > HTTP_MT_TEXT_MAX || strlen(*ten) > HTTP_MT_TEXT_MAX)
+		return "text longer than 1600 bytes";
+	json_t *seg = json_object_get(o, "segment");
+	if (seg != NULL && !json_is_null(seg)) {
+		if (!json_is_object(seg))
+			return "segment must be an object";
+		static const struct {
+			const char *key;
+			size_t len;
+		} codes[] = {{"province", 2}, {"district", 3}, {"commune", 5}};
+		for (size_t i = 0; i < 3; i++) {
+			json_t *v = json_object_get(seg, codes[i].key);
+			if (v == NULL || json_is_null(v))
+				continue;
+			if (!json_is_string(v) || json_string_length(v) != codes[i].len ||
+			    !digits_only(json_string_value(v), codes[i].len))
+				return codes[i].len == 2 ? "segment.province must be 2 digits"
+				       : codes[i].len == 3 ? "segment.district must be 3 digits"
+				                           : "segment.commune must be 5 digits";
+		}
+		json_t *ms = json_object_get(seg, "missing_skills");
+		if (ms != NULL && !json_is_null(ms)) {
+			if (!json_is_array(ms))
+				return "segment.missing_skills must be an array of skill codes";
+			size_t i;
+			json_t *v;
+			json_array_foreach(ms, i, v)
+			{
+				bool ok = false;
+				for (size_t k = 0; k < 5 && json_is_string(v); k++)
+					if (strcmp(json_string_value(v), skill_codes[k]) == 0)
+						ok = true;
+				if (!ok)
+					return "segment.missing_skills: unknown skill code";
+			}
+		}
+		json_t *lang = json_object_get(seg, "language");
+		if (lang != NULL && !json_is_null(lang) &&
+		    (!json_is_string(lang) || (strcmp(json_string_value(lang), "vi") != 0 &&
+		                               strcmp(json_string_value(lang), "en") != 0)))
+			return "segment.language must be vi or en";
+		json_t *cov = json_object_get(seg, "covered");
+		if (cov != NULL && !json_is_null(cov) && !json_is_boolean(cov))
+			return "segment.covered must be true or false";
+		json_t *since = json_object_get(seg, "registered_since");
+		if (since != NULL && !json_is_null(since) && !json_is_string(since))
+			return "segment.registered_since must be a timestamp string";
+		*segment = seg;
+	}
+	json_t *sa = json_object_get(o, "start_at"), *ea = json_object_get(o, "end_at");
+	if (sa != NULL && !json_is_null(sa) && !json_is_string(sa))
+		return "start_at must be an ISO 8601 timestamp string";
+	if (ea != NULL && !json_is_null(ea) && !json_is_string(ea))
+		return "end_at must be an ISO 8601 timestamp string";
+	json_t *rate = json_object_get(o, "rate");
+	if (rate != NULL && !json_is_null(rate) &&
+	    (!json_is_integer(rate) || json_integer_value(rate) < 1 || json_integer_value(rate) > 100000))
+		return "rate must be an integer 1..100000 (messages per second)";
+	return NULL;
+}
+
+static void
+broadcast_created_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	if (res == NULL) {
+		hreq_db_error(r, err);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		hreq_error(r, 422, "invalid", "end_at must be after start_at");
+		return;
+	}
+	log_info("http", "broadcast %s scheduled by %s", PQgetvalue(res, 0, 0), r->who);
+	struct strbuf b;
+	strbuf_init(&b);
+	strbuf_printf(&b, "{\"id\":%s,\"state\":\"%s\",\"broadcast\":%s}", PQgetvalue(res, 0, 0),
+	              PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+	hreq_reply(r, 201, b.s);
+	strbuf_free(&b);
+}
+
+static void
+h_broadcast_create(struct hreq *r)
+{
+	json_error_t je;
+	hreq_take_body(r);
+	r->json = json_loadb(r->body, r->body_len, 0, &je);
+	if (r->json == NULL) {
+		hreq_error(r, 400, "bad_json", je.text);
+		return;
+	}
+	const char *tvi = NULL, *ten = NULL;
+	json_t *seg = NULL;
+	const char *why = broadcast_validate(r->json, &tvi, &ten, &seg);
+	if (why != NULL) {
+		hreq_error(r, 422, "invalid", why);
+		return;
+	}
+	char *segs = seg ? json_dumps(seg, JSON_COMPACT) : NULL;
+	json_t *sa = json_object_get(r->json, "start_at"), *ea = json_object_get(r->json, "end_at");
+	json_t *rate = json_object_get(r->json, "rate");
+	char rb[24] = "";
+	if (json_is_integer(rate))
+		snprintf(rb, sizeof rb, "%" JSON_INTEGER_FORMAT, json_integer_value(rate));
+	const char *p[8] = {
+		json_string_value(json_object_get(r->json, "name")),
+		tvi,
+		ten,
+		segs ? segs : "{}",
+		json_is_string(sa) ? json_string_value(sa) : NULL,
+		json_is_string(ea) ? json_string_value(ea) : NULL,
+		rb[0] ? rb : NULL,
+		r->who,
+	};
+	hreq_query(r,
+	           "WITH v AS (SELECT coalesce($5::timestamptz, now()) AS s, $6::timestamptz AS e),"
+	           " ins AS (INSERT INTO broadcasts AS b (name, text_vi, text_en, segment, start_at,"
+	           "  end_at, rate, state, created_by)"
+	           "  SELECT $1, $2, $3, $4::jsonb, v.s, v.e, $7::int, 'scheduled', $8 FROM v"
+	           "  WHERE v.e IS NULL OR v.e > v.s RETURNING b.*)"
+	           " SELECT b.id, b.state, json_build_object('id', b.id, 'name', b.name, 'state', b.state,"
+	           "  'start_at', b.start_at, 'end_at', b.end_at, 'rate', b.rate, 'segment', b.segment)"
+	           " FROM ins b",
+	           8, p, broadcast_created_cb);
+	free(segs);
+}
+
+static void
+broadcast_cancel_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	if (res == NULL || PQntuples(res) != 1) {
+		hreq_db_error(r, err);
+		return;
+	}
+	if (PQgetisnull(res, 0, 0)) {
+		hreq_error(r, 404, "not_found", "no such broadcast");
+		return;
+	}
+	const char *prev = PQgetvalue(res, 0, 0);
+	if (strcmp(prev, "done") == 0) {
+		hreq_error(r, 409, "conflict", "the broadcast has already finished");
+		return;
+	}
+	log_info("http", "broadcast %s cancelled by %s (%s queued messages)", r->arg, r->who,
+	         PQgetvalue(res, 0, 1));
+	struct strbuf b;
+	strbuf_init(&b);
+	strbuf_printf(&b, "{\"id\":%s,\"state\":\"cancelled\",\"previous_state\":\"%s\",\"cancelled_messages\":%s}",
+	              r->arg, prev, PQgetvalue(res, 0, 1));
+	hreq_reply(r, 200, b.s);
+	strbuf_free(&b);
+}
+
+static void
+h_broadcast_cancel(struct hreq *r)
+{
+	if (!digits_only(r->arg, 18)) {
+		hreq_error(r, 404, "not_found", "no such broadcast");
+		return;
+	}
+	const char *p[1] = {r->arg};
+	hreq_query(r,
+	           "WITH b AS (UPDATE broadcasts SET state = 'cancelled' WHERE id = $1::bigint"
+	           "   AND state NOT IN ('done', 'cancelled') RETURNING id),"
+	           " m AS (UPDATE mt_messages SET state = 'cancelled', final_at = now()"
+	           "   WHERE broadcast_id = $1::bigint AND state = 'queued' RETURNING 1),"
+	           " rc AS (UPDATE broadcast_recipients SET state = 'cancelled'"
+	           "   WHERE broadcast_id = $1::bigint AND state = 'pending'"
+	           "   AND EXISTS (SELECT 1 FROM b) RETURNING 1)"
+	           " SELECT (SELECT state FROM broadcasts WHERE id = $1::bigint),"
+	           "  (SELECT count(*) FROM m), (SELECT count(*) FROM rc)",
+	           1, p, broadcast_cancel_cb);
+}
+
+/* ------------------------------------------------------------------ */
+/* Single messages (partners)                                          */
+
+static void
+message_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	if (res == NULL) {
+		hreq_db_error(r, err);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		/* a concurrent insert of the same client id is still open */
+		hreq_error(r, 409, "conflict", "a message with this id is being created; retry");
+		return;
+	}
+	const char *status = PQgetvalue(res, 0, 0);
+	if (strcmp(status, "opted_out") == 0) {
+		hreq_error(r, 422, "opted_out", "the recipient has opted out");
+		return;
+	}
+	if (strcmp(status, "mismatch") == 0) {
+		hreq_error(r, 409, "conflict", "this id was already used for another message");
+		return;
+	}
+	bool created = strcmp(status, "created") == 0;
+	json_t *o = json_pack("{s:I,s:s,s:s,s:b}", "message_id",
+	                      (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "state",
+	                      PQgetvalue(res, 0, 2), "to", PQgetvalue(res, 0, 3), "duplicate", !created);
+	json_t *cid = json_object_get(r->json, "id");
+	if (json_is_string(cid))
+		json_object_set(o, "id", cid);
+	hreq_reply_obj(r, created ? 202 : 200, o);
+}
+
+static void
+h_message(struct hreq *r)
+{
+	json_error_t je;
+	hreq_take_body(r);
+	r->json = json_loadb(r->body, r->body_len, 0, &je);
+	if (r->json == NULL) {
+		hreq_error(r, 400, "bad_json", je.text);
+		return;
+	}
+	if (!json_is_object(r->json)) {
+		hreq_error(r, 422, "invalid", "the body must be a JSON object");
+		return;
+	}
+	json_t *to = json_object_get(r->json, "to"), *text = json_object_get(r->json, "text");
+	json_t *id = json_object_get(r->json, "id");
+	char norm[32];
+	if (!json_is_string(to) || msisdn_normalise(json_string_value(to), norm, sizeof norm) != 0) {
+		hreq_error(r, 422, "invalid", "to must be a phone number");
+		return;
+	}
+	if (!json_is_string(text) || json_string_length(text) == 0 ||
+	    json_string_length(text) > HTTP_MT_TEXT_MAX) {
+		hreq_error(r, 422, "invalid", "text must be a non-empty string of at most 1600 bytes");
+		return;
+	}
+	if (id != NULL && !json_is_null(id) &&
+	    (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > 64)) {
+		hreq_error(r, 422, "invalid", "id must be a string of 1..64 characters");
+		return;
+	}
+	char cid[160] = "";
+	if (json_is_string(id)) /* client ids are per partner token */
+		snprintf(cid, sizeof cid, "%s:%s", r->who, json_string_value(id));
+	const char *p[3] = {norm, json_string_value(text), cid[0] ? cid : NULL};
+	hreq_query(r,
+	           "WITH prev AS (SELECT id, msisdn, text, state FROM mt_messages"
+	           "   WHERE $3::text IS NOT NULL AND client_id = $3),"
+	           " oo AS (SELECT 1 FROM subscribers WHERE msisdn = $1 AND opted_out),"
+	           " ins AS (INSERT INTO mt_messages (msisdn, text, kind, priority, state, client_id)"
+	           "   SELECT $1, $2, 'api', 0, 'queued', $3"
+	           "   WHERE NOT EXISTS (SELECT 1 FROM prev) AND NOT EXISTS (SELECT 1 FROM oo)"
+	           "   ON CONFLICT (client_id) WHERE client_id IS NOT NULL DO NOTHING"
+	           "   RETURNING id, msisdn, state)"
+	           " SELECT 'created', id, state, msisdn FROM ins"
+	           " UNION ALL SELECT CASE WHEN msisdn = $1 AND text = $2 THEN 'existing' ELSE 'mismatch' END,"
+	           "   id, state, msisdn FROM prev"
+	           " UNION ALL SELECT 'opted_out', 0, '', $1"
+	           "   WHERE NOT EXISTS (SELECT 1 FROM prev) AND EXISTS (SELECT 1 FROM oo)",
+	           3, p, message_cb);
+}
+
+/* ------------------------------------------------------------------ */
+/* /healthz and /metrics                                               */
+
+static void
+h_healthz(struct http_api *h, struct evhttp_request *req)
+{
+	int up = store_up(h->st);
+	json_t *links = json_array();
+	struct gateway_link_status ls[CONFIG_MAX_LINKS];
+	int n = h->gw ? gateway_link_status(h->gw, ls, CONFIG_MAX_LINKS) : 0;
+	int bound = 0;
+	for (int i = 0; i < n && i < CONFIG_MAX_LINKS; i++) {
+		json_t *q = json_array();
+		for (int k = 0; k < MSG_PRIO_COUNT; k++)
+			json_array_append_new(q, json_integer(ls[i].queued[k]));
+		json_array_append_new(links,
+		                      json_pack("{s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:o,s:b}", "name", ls[i].name,
+		                                "state", ls[i].state ? ls[i].state : "unknown", "bound",
+		                                ls[i].binds_up > 0, "binds_up", ls[i].binds_up, "window_used",
+		                                ls[i].window_used, "window", ls[i].window, "rate", ls[i].rate,
+		                                "queued", q, "paused", ls[i].paused));
+		if (ls[i].binds_up > 0)
+			bound++;
+	}
+	const char *status = up == 0 ? "down" : (n > 0 && bound < n) ? "degraded" : "ok";
+	json_t *o = json_pack("{s:s,s:{s:b,s:i,s:i},s:o,s:i,s:i}", "status", status, "database", "up",
+	                      up > 0, "connections", up, "pending", store_pending(h->st), "links", links,
+	                      "links_bound", bound, "links_total", n);
+	char *s = json_dumps(o, JSON_COMPACT);
+	http_send_json(h, req, up > 0 ? 200 : 503, s ? s : "{}");
+	free(s);
+	json_decref(o);
+}
+
+static void
+metrics_render(struct http_api *h, struct strbuf *b, PGresult *res)
+{
+	struct pipeline_stats ps;
+	memset(&ps, 0, sizeof ps);
+	if (h->pipe)
+		pipeline_get_stats(h->pipe, &ps);
+	strbuf_puts(b, "# HELP skillgate_messages_total Messages by direction and state.\n"
+	               "# TYPE skillgate_messages_total counter\n");
+	const struct {
+		const char *dir, *state;
+		uint64_t v;
+	} m[] = {
+		{"mo", "received", ps.mo_received},   {"mo", "committed", ps.mo_committed},
+		{"mo", "duplicate", ps.mo_duplicates}, {"mo", "looping", ps.mo_looping},
+		{"mo", "refused", ps.mo_refused},     {"mt", "queued", ps.mt_queued},
+		{"mt", "submitted", ps.mt_submitted}, {"mt", "failed", ps.mt_failed},
+		{"dlr", "received", ps.dlr_received},
+	};
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+		strbuf_printf(b, "skillgate_messages_total{direction=\"%s\",state=\"%s\"} %" PRIu64 "\n",
+		              m[i].dir, m[i].state, m[i].v);
+	strbuf_printf(b,
+	              "# HELP skillgate_mo_waiting MOs held behind an earlier MO of the same number.\n"
+	              "# TYPE skillgate_mo_waiting gauge\nskillgate_mo_waiting %d\n"
+	              "# HELP skillgate_mt_pending MTs claimed, waiting for room on a link.\n"
+	              "# TYPE skillgate_mt_pending gauge\nskillgate_mt_pending %d\n"
+	              "# HELP skillgate_batches_in_flight Pipeline batches being committed.\n"
+	              "# TYPE skillgate_batches_in_flight gauge\nskillgate_batches_in_flight %d\n",
+	              ps.mo_waiting, ps.mt_pending, ps.batches_in_flight);
+
+	struct gateway_link_status ls[CONFIG_MAX_LINKS];
+	int n = h->gw ? gateway_link_status(h->gw, ls, CONFIG_MAX_LINKS) : 0;
+	if (n > CONFIG_MAX_LINKS)
+		n = CONFIG_MAX_LINKS;
+	static const char *const lstates[] = {"connecting", "binding", "bound", "unbinding", "closed",
+	                                      "down"};
+	strbuf_puts(b, "# HELP skillgate_link_up Binds up on the link.\n# TYPE skillgate_link_up gauge\n");
+	for (int i = 0; i < n; i++)
+		strbuf_printf(b, "skillgate_link_up{link=\"%s\"} %d\n", ls[i].name, ls[i].binds_up);
+	strbuf_puts(b, "# HELP skillgate_link_state Link state (1 for the current one).\n"
+	               "# TYPE skillgate_link_state gauge\n");
+	for (int i = 0; i < n; i++) {
+		bool known = false;
+		for (size_t k = 0; k < sizeof lstates / sizeof lstates[0]; k++) {
+			bool cur = ls[i].state && strcmp(ls[i].state, lstates[k]) == 0;
+			known |= cur;
+			strbuf_printf(b, "skillgate_link_state{link=\"%s\",state=\"%s\"} %d\n", ls[i].name,
+			              lstates[k], cur);
+		}
+		if (!known && ls[i].state)
+			strbuf_printf(b, "skillgate_link_state{link=\"%s\",state=\"%s\"} 1\n", ls[i].name,
+			              ls[i].state);
+	}
+	strbuf_puts(b, "# HELP skillgate_link_window_used Outstanding requests on the link.\n"
+	               "# TYPE skillgate_link_window_used gauge\n");
+	for (int i = 0; i < n; i++)
+		strbuf_printf(b, "skillgate_link_window_used{link=\"%s\"} %d\n", ls[i].name, ls[i].window_used);
+	strbuf_puts(b, "# HELP skillgate_link_window_size Window limit of the link.\n"
+	               "# TYPE skillgate_link_window_size gauge\n");
+	for (int i = 0; i < n; i++)
+		strbuf_printf(b, "skillgate_link_window_size{link=\"%s\"} %d\n", ls[i].name, ls[i].window);
+	strbuf_puts(b, "# HELP skillgate_link_queued Messages queued on the link by priority.\n"
+	               "# TYPE skillgate_link_queued gauge\n");
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < MSG_PRIO_COUNT; k++)
+			strbuf_printf(b, "skillgate_link_queued{link=\"%s\",priority=\"%d\"} %d\n", ls[i].name, k,
+			              ls[i].queued[k]);
+	strbuf_puts(b, "# HELP skillgate_link_paused 1 while the link is throttled.\n"
+	               "# TYPE skillgate_link_paused gauge\n");
+	for (int i = 0; i < n; i++)
+		strbuf_printf(b, "skillgate_link_paused{link=\"%s\"} %d\n", ls[i].name, ls[i].paused);
+	strbuf_puts(b, "# HELP skillgate_link_pdus_total PDUs by link and kind.\n"
+	               "# TYPE skillgate_link_pdus_total counter\n");
+	for (int i = 0; i < n; i++) {
+		strbuf_printf(b, "skillgate_link_pdus_total{link=\"%s\",kind=\"submit_sm\",status=\"ok\"} %" PRIu64 "\n",
+		              ls[i].name, ls[i].submitted);
+		strbuf_printf(b, "skillgate_link_pdus_total{link=\"%s\",kind=\"submit_sm\",status=\"error\"} %" PRIu64 "\n",
+		              ls[i].name, ls[i].submit_failed);
+		strbuf_printf(b, "skillgate_link_pdus_total{link=\"%s\",kind=\"deliver_sm\",status=\"mo\"} %" PRIu64 "\n",
+		              ls[i].name, ls[i].received);
+		strbuf_printf(b, "skillgate_link_pdus_total{link=\"%s\",kind=\"deliver_sm\",status=\"dlr\"} %" PRIu64 "\n",
+		              ls[i].name, ls[i].dlrs);
+	}
+
+	struct store_stats ss;
+	memset(&ss, 0, sizeof ss);
+	store_get_stats(h->st, &ss);
+	strbuf_printf(b,
+	              "# HELP skillgate_db_connections_up Database connections up.\n"
+	              "# TYPE skillgate_db_connections_up gauge\nskillgate_db_connections_up %d\n"
+	              "# HELP skillgate_db_pending Queries waiting or in flight.\n"
+	              "# TYPE skillgate_db_pending gauge\nskillgate_db_pending %d\n"
+	              "# HELP skillgate_db_queries_total Queries by outcome.\n"
+	              "# TYPE skillgate_db_queries_total counter\n"
+	              "skillgate_db_queries_total{outcome=\"done\"} %" PRIu64 "\n"
+	              "skillgate_db_queries_total{outcome=\"failed\"} %" PRIu64 "\n"
+	              "skillgate_db_queries_total{outcome=\"refused\"} %" PRIu64 "\n",
+	              store_up(h->st), store_pending(h->st), ss.queries, ss.failed, ss.refused);
+	strbuf_puts(b, "# HELP skillgate_db_roundtrip_seconds Database round trip.\n"
+	               "# TYPE skillgate_db_roundtrip_seconds histogram\n");
+	uint64_t cum = 0;
+	for (int i = 0; i < 11; i++) {
+		cum += ss.latency_buckets[i];
+		strbuf_printf(b, "skillgate_db_roundtrip_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+		              store_latency_bounds_ms[i] / 1000.0, cum);
+	}
+	cum += ss.latency_buckets[11];
+	strbuf_printf(b,
+	              "skillgate_db_roundtrip_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+	              "skillgate_db_roundtrip_seconds_sum %.6f\n"
+	              "skillgate_db_roundtrip_seconds_count %" PRIu64 "\n",
+	              cum, ss.latency_sum_ms / 1000.0, cum);
+	if (res != NULL && PQntuples(res) == 1) {
+		strbuf_printf(b,
+		              "# HELP skillgate_outbox_queued Messages queued in the outbox by priority.\n"
+		              "# TYPE skillgate_outbox_queued gauge\n"
+		              "skillgate_outbox_queued{priority=\"0\"} %s\n"
+		              "skillgate_outbox_queued{priority=\"1\"} %s\n"
+		              "# HELP skillgate_outbox_oldest_seconds Age of the oldest due queued message.\n"
+		              "# TYPE skillgate_outbox_oldest_seconds gauge\n"
+		              "skillgate_outbox_oldest_seconds %s\n",
+		              PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+	}
+	strbuf_printf(b,
+	              "# HELP skillgate_http_responses_total HTTP responses by status class.\n"
+	              "# TYPE skillgate_http_responses_total counter\n"
+	              "skillgate_http_responses_total{class=\"2xx\"} %" PRIu64 "\n"
+	              "skillgate_http_responses_total{class=\"4xx\"} %" PRIu64 "\n"
+	              "skillgate_http_responses_total{class=\"5xx\"} %" PRIu64 "\n"
+	              "# HELP skillgate_http_auth_failures_total Failed API authentications.\n"
+	              "# TYPE skillgate_http_auth_failures_total counter\n"
+	              "skillgate_http_auth_failures_total %" PRIu64 "\n",
+	              h->replies[2], h->replies[4], h->replies[5], h->auth_failures);
+}
+
+static void
+metrics_cb(void *arg, PGresult *res, const char *err)
+{
+	struct hreq *r = arg;
+	r->qid = 0;
+	struct strbuf b;
+	strbuf_init(&b);
+	metrics_render(r->h, &b, res);
+	evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	http_send(r->h, r->req, 200, "text/plain; version=0.0.4; charset=utf-8", b.s, b.len);
+	strbuf_free(&b);
+	hreq_free(r);
+}
+
+static void
+h_metrics(struct hreq *r)
+{
+	/* the outbox depth needs the database; without it the rest still answers */
+	r->qid = store_query(r->h->st,
+	                     "SELECT count(*) FILTER (WHERE priority = 0), count(*) FILTER (WHERE priority > 0),"
+	                     " coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::bigint"
+	                     " FROM mt_messages WHERE state = 'queued' AND next_attempt_at <= now()",
+	                     0, NULL, metrics_cb, r);
+	if (r->qid == 0)
+		metrics_cb(r, NULL, "database down");
+}
+
+static bool
+is_loopback(const char *addr)
+{
+	return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+	       strncmp(addr, "::ffff:127.", 11) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Static dashboard files                                              */
+
+static const char *
+mime_type(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	if (dot == NULL)
+		return "application/octet-stream";
+	static const struct {
+		const char *ext, *type;
+	} t[] = {
+		{".html", "text/html; charset=utf-8"},
+		{".js", "text/javascript; charset=utf-8"},
+		{".css", "text/css; charset=utf-8"},
+		{".json", "application/json; charset=utf-8"},
+		{".svg", "image/svg+xml"},
+		{".png", "image/png"},
+		{".ico", "image/x-icon"},
+		{".txt", "text/plain; charset=utf-8"},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (strcmp(dot, t[i].ext) == 0)
+			return t[i].type;
+	return "application/octet-stream";
+}
+
+static void
+h_static(struct http_api *h, struct evhttp_request *req, const char *path)
+{
+	if (h->webroot[0] == '\0') {
+		http_send_error(h, req, 404, "not_found", "no dashboard configured");
+		return;
+	}
+	/* path is decoded; refuse anything that could climb out of webroot */
+	if (strstr(path, "..") != NULL || strchr(path, '\\') != NULL || strlen(path) > 200) {
+		http_send_error(h, req, 404, "not_found", path);
+		return;
+	}
+	char file[PATH_MAX + 256];
+	snprintf(file, sizeof file, "%s/%s", h->webroot, *path ? path : "index.html");
+	char real[PATH_MAX];
+	size_t rl = strlen(h->webroot);
+	if (realpath(file, real) == NULL || strncmp(real, h->webroot, rl) != 0 || real[rl] != '/') {
+		http_send_error(h, req, 404, "not_found", path);
+		return;
+	}
+	int fd = open(real, O_RDONLY | O_CLOEXEC);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		http_send_error(h, req, 404, "not_found", path);
+		return;
+	}
+	struct evbuffer *b = evbuffer_new();
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	evhttp_add_header(out, "Content-Type", mime_type(real));
+	evhttp_add_header(out, "Cache-Control", "no-cache");
+	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(out, "Content-Security-Policy",
+	                  "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'");
+	if (sb.st_size > 0)
+		evbuffer_add_file(b, fd, 0, sb.st_size); /* takes the fd */
+	else
+		close(fd);
+	http_count(h, 200);
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing                                                             */
+
+struct route {
+	enum evhttp_cmd_type method;
+	const char *prefix; /* path, or prefix when it ends with '/' and has a parameter */
+	const char *suffix; /* after the parameter, or NULL */
+	bool param;
+	enum role need;
+	hreq_fn fn;
+};
+
+static const struct route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/subscribers/", NULL, true, ROLE_VIEWER, h_subscriber},
+	{EVHTTP_REQ_POST, "/api/v1/households/import", NULL, false, ROLE_STAFF, h_import},
+	{EVHTTP_REQ_GET, "/api/v1/reports/coverage", NULL, false, ROLE_VIEWER, h_coverage},
+	{EVHTTP_REQ_POST, "/api/v1/broadcasts", NULL, false, ROLE_STAFF, h_broadcast_create},
+	{EVHTTP_REQ_GET, "/api/v1/broadcasts", NULL, false, ROLE_VIEWER, h_broadcast_list},
+	{EVHTTP_REQ_POST, "/api/v1/broadcasts/", "/cancel", true, ROLE_STAFF, h_broadcast_cancel},
+	{EVHTTP_REQ_GET, "/api/v1/broadcasts/", NULL, true, ROLE_VIEWER, h_broadcast_show},
+	{EVHTTP_REQ_POST, "/api/v1/messages", NULL, false, ROLE_PARTNER, h_message},
+};
+
+/* Does path match route t? Fills param. */
+static bool
+route_match(const struct route *t, const char *path, char *param, size_t cap)
+{
+	size_t pl = strlen(t->prefix);
+	if (!t->param)
+		return strcmp(path, t->prefix) == 0;
+	if (strncmp(path, t->prefix, pl) != 0)
+		return false;
+	const char *rest = path + pl;
+	const char *slash = strchr(rest, '/');
+	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (n == 0 || n >= cap)
+		return false;
+	const char *tail = rest + n;
+	if (t->suffix ? strcmp(tail, t->suffix) != 0 : *tail != '\0')
+		return false;
+	memcpy(param, rest, n);
+	param[n] = '\0';
+	return true;
+}
+
+static void
+http_gen_cb(struct evhttp_request *req, void *arg)
+{
+	struct http_api *h = arg;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	if (raw == NULL || *raw == '\0')
+		raw = "/";
+	char *path = evhttp_uridecode(raw, 0, NULL);
+	if (path == NULL || strlen(path) != strlen(path)) {
+		http_send_error(h, req, 400, "bad_request", "bad path");
+		free(path);
+		return;
+	}
+	/* a NUL decoded from %00 would end the string early: refuse it */
+	if (strstr(raw, "%00") != NULL) {
+		http_send_error(h, req, 400, "bad_request", "bad path");
+		free(path);
+		return;
+	}
+
+	if (strcmp(path, "/healthz") == 0) {
+		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
+			http_send_error(h, req, 405, "method_not_allowed", "use GET");
+		else
+			h_healthz(h, req);
+		free(path);
+		return;
+	}
+	if (strcmp(path, "/metrics") == 0) {
+		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+			http_send_error(h, req, 405, "method_not_allowed", "use GET");
+		} else {
+			struct hreq *r = hreq_new(h, req);
+			if (is_loopback(r->addr)) {
+				h_metrics(r);
+			} else {
+				r->need = ROLE_VIEWER;
+				r->handler = h_metrics;
+				auth_start(r);
+			}
+		}
+		free(path);
+		return;
+	}
+	if (strncmp(path, "/api/", 5) == 0) {
+		bool path_known = false;
+		for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+			char param[64];
+			if (!route_match(&routes[i], path, param, sizeof param))
+				continue;
+			path_known = true;
+			if (routes[i].method != cmd)
+				continue;
+			struct hreq *r = hreq_new(h, req);
+			r->need = routes[i].need;
+			r->handler = routes[i].fn;
+			if (routes[i].param)
+				snprintf(r->arg, sizeof r->arg, "%s", param);
+			free(path);
+			auth_start(r);
+			return;
+		}
+		if (path_known)
+			http_send_error(h, req, 405, "method_not_allowed", path);
+		else
+			http_send_error(h, req, 404, "not_found", path);
+		free(path);
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		http_send_error(h, req, strcmp(path, "/") == 0 ? 405 : 404,
+		                strcmp(path, "/") == 0 ? "method_not_allowed" : "not_found", path);
+		free(path);
+		return;
+	}
+	if (strcmp(path, "/") == 0 || strcmp(path, "/dashboard") == 0 ||
+	    strcmp(path, "/dashboard/") == 0)
+		h_static(h, req, "index.html");
+	else if (strncmp(path, "/dashboard/", 11) == 0)
+		h_static(h, req, path + 11);
+	else
+		http_send_error(h, req, 404, "not_found", path);
+	free(path);
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup                                                               */
+
+static struct bufferevent *
+http_tls_bevcb(struct event_base *base, void *arg)
+{
+	struct http_api *h = arg;
+	SSL *ssl = SSL_new(h->ssl);
+	if (ssl == NULL)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	                                      BEV_OPT_CLOSE_ON_FREE);
+}
+
+static int
+http_tls_init(struct http_api *h)
+{
+	h->ssl = SSL_CTX_new(TLS_server_method());
+	if (h->ssl == NULL)
+		return -1;
+	SSL_CTX_set_min_proto_version(h->ssl, TLS1_2_VERSION);
+	SSL_CTX_set_options(h->ssl, SSL_OP_NO_RENEGOTIATION);
+	const char *key = h->cfg->http_tls_key[0] ? h->cfg->http_tls_key : h->cfg->http_tls_cert;
+	if (SSL_CTX_use_certificate_chain_file(h->ssl, h->cfg->http_tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(h->ssl, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(h->ssl) != 1) {
+		char e[256];
+		ERR_error_string_n(ERR_get_error(), e, sizeof e);
+		log_error("http", "TLS certificate %s: %s", h->cfg->http_tls_cert, e);
+		return -1;
+	}
+	evhttp_set_bevcb(h->http, http_tls_bevcb, h);
+	return 0;
+}
+
+struct http_api *
+http_api_new(struct event_base *base, const struct sg_config *cfg, struct store *st,
+             struct gateway *gw, struct pipeline *pipe)
+{
+	struct http_api *h = calloc(1, sizeof *h);
+	if (h == NULL)
+		abort();
+	h->base = base;
+	h->cfg = cfg;
+	h->st = st;
+	h->gw = gw;
+	h->pipe = pipe;
+	h->http = evhttp_new(base);
+	if (h->http == NULL)
+		goto fail;
+	evhttp_set_max_body_size(h->http, (ev_ssize_t)cfg->http_max_body);
+	evhttp_set_max_headers_size(h->http, 16384);
+	evhttp_set_timeout(h->http, cfg->http_timeout);
+	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+	                                        EVHTTP_REQ_OPTIONS);
+	evhttp_set_gencb(h->http, http_gen_cb, h);
+	if (cfg->http_tls_cert[0] != '\0' && http_tls_init(h) != 0)
+		goto fail;
+	if (cfg->http_dashboard_dir[0] != '\0' && realpath(cfg->http_dashboard_dir, h->webroot) == NULL) {
+		log_warn("http", "dashboard dir %s: %s (dashboard disabled)", cfg->http_dashboard_dir,
+		         strerror(errno));
+		h->webroot[0] = '\0';
+	}
+
+	/* listen = host:port, [v6]:port or :port */
+	char host[128], *port;
+	snprintf(host, sizeof host, "%s", cfg->http_listen);
+	char *hp = host;
+	if (*hp == '[') {
+		char *end = strchr(hp, ']');
+		if (end == NULL)
+			goto badlisten;
+		*end = '\0';
+		hp++;
+		port = end + 1;
+		if (*port != ':')
+			goto badlisten;
+		port++;
+	} else {
+		port = strrchr(hp, ':');
+		if (port == NULL)
+			goto badlisten;
+		*port++ = '\0';
+	}
+	if (*hp == '\0')
+		hp = "0.0.0.0";
+	char *endp;
+	long pn = strtol(port, &endp, 10);
+	if (*port == '\0' || *endp != '\0' || pn < 0 || pn > 65535)
+		goto badlisten;
+	h->sock = evhttp_bind_socket_with_handle(h->http, hp, (ev_uint16_t)pn);
+	if (h->sock == NULL) {
+		log_error("http", "cannot listen on %s: %s", cfg->http_listen, strerror(errno));
+		goto fail;
+	}
+	/* report the real port (listen = ...:0 picks a free one) */
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	int bport = (int)pn;
+	if (getsockname(evhttp_bound_socket_get_fd(h->sock), (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			bport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			bport = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	log_info("http", "listening on %s port %d (%s)%s%s", hp, bport,
+	         h->ssl ? "https" : "http", h->webroot[0] ? ", dashboard " : "", h->webroot);
+	return h;
+badlisten:
+	log_error("http", "[http] listen = %s: expected host:port", cfg->http_listen);
+fail:
+	http_api_free(h);
+	return NULL;
+}
+
+void
+http_api_stop(struct http_api *h)
+{
+	if (h == NULL || h->sock == NULL)
+		return;
+	evhttp_del_accept_socket(h->http, h->sock);
+	h->sock = NULL;
+}
+
+void
+http_api_free(struct http_api *h)
+{
+	if (h == NULL)
+		return;
+	while (h->active != NULL) {
+		struct hreq *r = h->active;
+		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		hreq_free(r);
+	}
+	if (h->http)
+		evhttp_free(h->http);
+	if (h->ssl)
+		SSL_CTX_free(h->ssl);
+	free(h);
+}
+
+void
+http_api_set_content(struct http_api *h, const struct content *c)
+{
+	if (h != NULL)
+		h->content = c;
+}
