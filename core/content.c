@@ -72,6 +72,9 @@ static const struct msgdef {
 	{"optout", ""},
 	{"optin", ""},
 	{"lang_switched", ""},
+	{"reminder_unfinished", "skill n"},
+	{"reminder_failed", "skill n"},
+	{"reminder_next", "skill n"},
 };
 #define NMSG ((int)(sizeof(msgdefs) / sizeof(msgdefs[0])))
 

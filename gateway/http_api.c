@@ -17,6 +17,7 @@
  * answered 429 past HTTP_AUTH_FAIL_MAX a minute; the token is never logged.
  */
 #include "http_api.h"
+#include "ussd.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -91,6 +92,8 @@ struct http_api {
 	SSL_CTX *ssl;
 	char webroot[PATH_MAX]; /* realpath of the dashboard dir, "" if none */
 	struct hreq *active;    /* requests waiting for the database */
+	uint64_t next_seq;
+	struct ussd *ussd;      /* the USSD dialogs, for POST /ussd */
 	struct tok_entry toks[HTTP_TOKEN_CACHE];
 	struct fail_entry fails[HTTP_AUTH_SLOTS];
 	uint64_t replies[6];    /* by status class 1xx..5xx (index 1..5) */
@@ -104,6 +107,7 @@ struct hreq {
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
 	uint64_t qid;           /* query in flight, 0 if none */
+	uint64_t seq;           /* request id, for completions that may outlive it */
 	enum role need;         /* role the endpoint requires */
 	enum role role;         /* role of the token */
 	char who[64];           /* token name (never the token) */
@@ -238,6 +242,7 @@ hreq_new(struct http_api *h, struct evhttp_request *req)
 		abort();
 	r->h = h;
 	r->req = req;
+	r->seq = ++h->next_seq;
 	r->evcon = evhttp_request_get_connection(req);
 	char *host = NULL;
 	ev_uint16_t port = 0;
@@ -1443,6 +1448,90 @@ h_static(struct http_api *h, struct evhttp_request *req, const char *path)
 }
 
 /* ------------------------------------------------------------------ */
+/* POST /ussd: the USSD aggregator callback (§4.5)                     */
+
+/* The request a USSD completion belongs to, found by id: the client may have
+ * gone away (and its hreq been freed) before the dialog step committed. */
+struct ussd_wait {
+	struct http_api *h;
+	uint64_t seq;
+};
+
+static struct hreq *
+hreq_by_seq(struct http_api *h, uint64_t seq)
+{
+	for (struct hreq *r = h->active; r; r = r->next)
+		if (r->seq == seq)
+			return r;
+	return NULL;
+}
+
+static void
+h_ussd_done(void *arg, int status, const char *body)
+{
+	struct ussd_wait *w = arg;
+	struct hreq *r = hreq_by_seq(w->h, w->seq);
+	free(w);
+	if (r == NULL)
+		return; /* the aggregator hung up; the step is committed all the same */
+	evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	struct evbuffer *b = evbuffer_new();
+	evbuffer_add(b, body, strlen(body));
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+	                  "text/plain; charset=utf-8");
+	http_count(r->h, status);
+	evhttp_send_reply(r->req, status, status == 200 ? "OK" : "Error", b);
+	evbuffer_free(b);
+	hreq_free(r);
+}
+
+/*
+ * Form fields sessionId, serviceCode, phoneNumber, networkCode, text (the
+ * inputs so far joined by '*'); the answer is "CON ..." or "END ...".
+ * Malformed requests get 400 and create no session.
+ */
+static void
+h_ussd(struct hreq *r)
+{
+	if (r->h->ussd == NULL) {
+		hreq_error(r, 503, "unavailable", "USSD is not running");
+		return;
+	}
+	hreq_take_body(r);
+	struct evkeyvalq kv;
+	TAILQ_INIT(&kv);
+	if (evhttp_parse_query_str(r->body, &kv) != 0) {
+		evhttp_clear_headers(&kv);
+		hreq_error(r, 400, "bad_request", "the body is not a form (x-www-form-urlencoded)");
+		return;
+	}
+	struct ussd_wait *w = malloc(sizeof *w);
+	if (w == NULL)
+		abort();
+	w->h = r->h;
+	w->seq = r->seq;
+	struct http_api *h = r->h;
+	uint64_t seq = r->seq;
+	int rc = ussd_http(h->ussd, evhttp_find_header(&kv, "sessionId"),
+	                   evhttp_find_header(&kv, "serviceCode"), evhttp_find_header(&kv, "phoneNumber"),
+	                   evhttp_find_header(&kv, "text"), h_ussd_done, w);
+	evhttp_clear_headers(&kv);
+	if (rc != 0) {
+		free(w);
+		struct hreq *still = hreq_by_seq(h, seq);
+		if (still)
+			hreq_error(still, 400, "bad_request",
+			           "sessionId, serviceCode and a valid phoneNumber are required");
+	}
+}
+
+void
+http_api_set_ussd(struct http_api *h, struct ussd *u)
+{
+	h->ussd = u;
+}
+
+/* ------------------------------------------------------------------ */
 /* Routing                                                             */
 
 struct route {
@@ -1529,6 +1618,18 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 				r->handler = h_metrics;
 				auth_start(r);
 			}
+		}
+		free(path);
+		return;
+	}
+	if (strcmp(path, "/ussd") == 0) {
+		if (cmd != EVHTTP_REQ_POST) {
+			http_send_error(h, req, 405, "method_not_allowed", "use POST");
+		} else {
+			struct hreq *r = hreq_new(h, req);
+			r->need = ROLE_PARTNER; /* the aggregator holds a partner token */
+			r->handler = h_ussd;
+			auth_start(r);
 		}
 		free(path);
 		return;

@@ -236,6 +236,7 @@ daemon_start(struct daemon *d)
 		if (d->http == NULL)
 			fatal("cannot start the HTTP server on %s", d->cfg.http_listen);
 		http_api_set_content(d->http, d->content);
+		http_api_set_ussd(d->http, d->ussd);
 	}
 
 	d->sig_term = evsignal_new(d->base, SIGTERM, sig_stop_cb, d);

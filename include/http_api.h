@@ -24,6 +24,10 @@ void http_api_stop(struct http_api *h);
 
 void http_api_free(struct http_api *h);
 
+/* The USSD dialogs that answer POST /ussd (borrowed). */
+struct ussd;
+void http_api_set_ussd(struct http_api *h, struct ussd *u);
+
 /* The content in force (swapped on SIGHUP). Borrowed. */
 void http_api_set_content(struct http_api *h, const struct content *c);
 

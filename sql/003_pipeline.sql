@@ -213,24 +213,34 @@ BEGIN
 END $$;
 
 -- Claims due queued MTs for p_owner (several instances: SKIP LOCKED).
+-- Bulk traffic (priority > 0) goes through sg_mt_claim_guarded
+-- (004_campaigns.sql): opt-outs, quiet hours and the daily cap are checked
+-- again at send time. Expired rows are only looked at when claimed, so a
+-- large backlog costs one index range per claim.
 CREATE FUNCTION sg_mt_claim(p_owner text, p_prio int, p_limit int)
 RETURNS TABLE (id bigint, msisdn text, source text, text text, priority smallint,
                fold boolean, link text, ussd_session text, ussd_end boolean)
-LANGUAGE sql AS $$
-    WITH expired AS (
-        UPDATE mt_messages m SET state = 'expired', final_at = now()
-         WHERE m.state = 'queued' AND m.expires_at < now() AND m.priority = p_prio
-        RETURNING 1),
-    c AS (
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_prio > 0 THEN
+        RETURN QUERY SELECT * FROM sg_mt_claim_guarded(p_owner, p_prio, p_limit);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH c AS (
         SELECT m.id FROM mt_messages m
          WHERE m.state = 'queued' AND m.priority = p_prio AND m.next_attempt_at <= now()
-           AND (m.expires_at IS NULL OR m.expires_at >= now())
-         ORDER BY m.next_attempt_at, m.id LIMIT p_limit FOR UPDATE SKIP LOCKED)
-    UPDATE mt_messages m SET state = 'submitting', owner = p_owner, attempts = m.attempts + 1
-      FROM c WHERE m.id = c.id
-    RETURNING m.id, m.msisdn, m.source, m.text, m.priority, m.fold, m.link, m.ussd_session,
-              m.ussd_end
-$$;
+         ORDER BY m.next_attempt_at, m.id LIMIT p_limit FOR UPDATE SKIP LOCKED),
+    u AS (
+        UPDATE mt_messages m
+           SET state = CASE WHEN m.expires_at < now() THEN 'expired' ELSE 'submitting' END,
+               final_at = CASE WHEN m.expires_at < now() THEN now() END,
+               owner = p_owner, attempts = m.attempts + 1
+          FROM c WHERE m.id = c.id
+        RETURNING m.*)
+    SELECT u.id, u.msisdn, u.source, u.text, u.priority, u.fold, u.link, u.ussd_session, u.ussd_end
+      FROM u WHERE u.state = 'submitting';
+END $$;
 
 -- Records submit_sm outcomes: one row per segment. status 0 = accepted with
 -- smsc_id; a temporary error the gateway gave up retrying puts the message

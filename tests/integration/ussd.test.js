@@ -226,9 +226,16 @@ test('1,000 concurrent dialogs are all answered', async (t) => {
 
 test('HTTP callback POST /ussd: CON/END and 400 on malformed requests', { skip: !HAVE_HTTP && 'gateway/http_api.c has no /ussd route yet' }, async () => {
   const msisdn = number();
+  // the aggregator holds a partner token like any other API client
+  const made = await env.skillctl(['token', 'create', '--role', 'partner', '--name', 'aggregator']);
+  assert.equal(made.code, 0, made.stderr);
+  const token = made.stdout.trim().split(/\s+/).pop();
+  const anon = await fetch(`${env.http}/ussd`, { method: 'POST', body: 'sessionId=x' });
+  assert.equal(anon.status, 401, 'no token, no USSD');
   const post = async (fields) => {
     const r = await fetch(`${env.http}/ussd`, {
-      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${token}` },
       body: new URLSearchParams(fields).toString(),
     });
     return { status: r.status, body: await r.text(), type: r.headers.get('content-type') || '' };
