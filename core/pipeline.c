@@ -906,7 +906,7 @@ mt_result_core_cb(void *core, const struct msg_mt_result *r)
 	strbuf_pgarr_elem(&b->status, num);
 	strbuf_pgarr_elem(&b->smsc, r->smsc_id);
 	strbuf_pgarr_elem(&b->temp, r->status != 0 && r->temporary ? "t" : "f");
-	if (++b->n >= p->cfg->db_batch_max)
+	if (++b->n >= p->cfg->db_batch_max || p->stopping)
 		res_flush(p);
 	else
 		arm_timer(p->res_timer, p->cfg->db_batch_wait_ms);

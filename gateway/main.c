@@ -12,8 +12,9 @@
  * Start-up order (each step needs the ones before it):
  *   config -> logging -> content -> store (PostgreSQL pool) -> gateway
  *   (SMPP links) -> pipeline (joins gateway and store) -> loop.
- * SIGTERM/SIGINT: the gateway unbinds (in-flight responses awaited), the
- * pipeline commits what it holds, the store drains, then the loop exits;
+ * SIGTERM/SIGINT: the gateway unbinds (in-flight responses awaited, their
+ * outcomes handed to the pipeline), then the pipeline commits what it holds,
+ * the store drains, and the loop exits;
  * shutdown_timeout bounds the whole. SIGHUP reloads the content and the log
  * level; sessions and flows in progress are kept.
  */
@@ -95,23 +96,19 @@ stop_done(void *arg)
 }
 
 static void
-stop_store_drained(void *arg)
+stop_pipeline_done(void *arg)
 {
-	stop_done(arg);
+	struct daemon *d = arg;
+	store_drain(d->store, stop_done, d);
 }
 
+/* The links are unbound and every response that was coming has come (or the
+ * deadline passed): now the pipeline commits what it holds. */
 static void
 stop_gateway_done(void *arg)
 {
 	struct daemon *d = arg;
-	store_drain(d->store, stop_store_drained, d);
-}
-
-static void
-stop_pipeline_done(void *arg)
-{
-	struct daemon *d = arg;
-	gateway_stop(d->gw, d->cfg.shutdown_timeout * 1000 / 2, stop_gateway_done, d);
+	pipeline_stop(d->pipe, stop_pipeline_done, d);
 }
 
 static void
@@ -139,7 +136,7 @@ sig_stop_cb(evutil_socket_t sig, short what, void *arg)
 	if (d->http)
 		http_api_stop(d->http);
 	sched_stop(d->sched);
-	pipeline_stop(d->pipe, stop_pipeline_done, d);
+	gateway_stop(d->gw, d->cfg.shutdown_timeout * 1000 / 2, stop_gateway_done, d);
 }
 
 static void
