@@ -95,5 +95,9 @@ fuzz-smoke: fuzz-build
 bench: deps all
 	bash tests/bench/run.sh
 
+# An hour at moderate load, RSS sampled every 10 s: flat or not.
+soak: deps all
+	bash tests/bench/soak.sh
+
 clean:
 	rm -rf build build-asan build-fuzz bin

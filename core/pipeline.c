@@ -706,6 +706,10 @@ static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pipeline *p = arg;
+	if (p->sweeping) {
+		sweep_later(p, 200); /* one is in flight: look again after it */
+		return;
+	}
 	recover_mo(p, p->sweep_soon ? 0 : SWEEP_INTERVAL_S);
 	p->sweep_soon = false;
 	struct timeval tv = {SWEEP_INTERVAL_S, 0};

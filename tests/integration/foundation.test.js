@@ -56,6 +56,29 @@ test('the daemon survives a PostgreSQL restart without being restarted', async (
   assert.ok(r.text.length > 0);
 });
 
+test('SIGHUP reloads the content; broken content is refused and the old one kept', async () => {
+  // a private copy of the content, so the test can edit it
+  const dir = path.join(env.dir, 'content');
+  fs.cpSync(path.join(h.ROOT, 'config/content'), dir, { recursive: true });
+  const conf = fs.readFileSync(env.confPath, 'utf8').replace(/^dir = .*$/m, `dir = ${dir}`);
+  fs.writeFileSync(env.confPath, conf);
+  await env.stopDaemon();
+  await env.startDaemon();
+  const d = env.daemons[env.daemons.length - 1];
+  const msgs = path.join(dir, 'en/messages.txt');
+  fs.writeFileSync(msgs, fs.readFileSync(msgs, 'utf8').replace(/^help = .*$/m, 'help = Reloaded help text.'));
+  assert.equal((await replyTo('84912340010', 'EN')).status, 0);
+  d.child.kill('SIGHUP');
+  await env.waitFor(() => /SIGHUP: content reloaded/.test(d.log), 5000, 'the reload');
+  assert.equal((await replyTo('84912340010', 'HELP')).text, 'Reloaded help text.');
+  fs.writeFileSync(msgs, fs.readFileSync(msgs, 'utf8').replace(/^help = .*$/m, 'help = {nonsense}'));
+  d.child.kill('SIGHUP');
+  await env.waitFor(() => /keeping the loaded content/.test(d.log), 5000, 'the refusal');
+  assert.match(d.log, /messages.txt:\d+: /, 'the error names file and line');
+  await new Promise((r) => setTimeout(r, 1100)); // same text again: past the dedupe window
+  assert.equal((await replyTo('84912340010', 'HELP')).text, 'Reloaded help text.');
+});
+
 test('phone numbers are masked in the log', async () => {
   await replyTo('84912340003', 'HOC 9');
   assert.ok(!env.log().includes('84912340003'), 'the full number never appears');

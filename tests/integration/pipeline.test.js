@@ -48,7 +48,8 @@ test('kill -9 at random moments: every MO answered, none lost, duplicates only w
     });
     await killer;
     // every MO committed and processed exactly once
-    await env.waitFor(async () => (await env.sql("SELECT count(*)::int AS n FROM mo_messages WHERE state = 'processed'"))[0].n >= N, 30000, 'all MOs processed');
+    await env.waitFor(async () => (await env.sql("SELECT count(*)::int AS n FROM mo_messages WHERE state = 'processed'"))[0].n >= N, 60000, 'all MOs processed')
+      .catch(async (e) => { throw new Error(`${e.message}: ${JSON.stringify(await env.sql('SELECT state, count(*) FROM mo_messages GROUP BY 1'))}`); });
     const mo = await env.sql('SELECT msisdn, count(*)::int AS n FROM mo_messages GROUP BY msisdn');
     assert.equal(mo.length, N);
     assert.ok(mo.every((r) => r.n === 1), 'one MO row per number');
@@ -124,6 +125,24 @@ test('a bulk backlog never holds back interactive replies', async (t) => {
     // the daemon streams the backlog in bounded batches: never more than a few claims' worth in memory
     const inflight = (await env.sql("SELECT count(*)::int AS n FROM mt_messages WHERE state = 'submitting'"))[0].n;
     assert.ok(inflight <= 2048, `${inflight} messages claimed at once`);
+  } finally {
+    await env.stop();
+  }
+});
+
+test('loop guard: more than loop_max identical exchanges in the window get no reply', async () => {
+  const env = await h.start({ conf: { database: { dedupe_window: 0 }, content: { loop_max: 5, loop_window: 300 } } });
+  try {
+    const n = '84912349999';
+    for (let i = 0; i < 8; i++) {
+      assert.equal(await env.sim.deliver({ from: n, to: '8079', text: 'HELP' }), 0);
+      await env.waitFor(async () => (await env.sql("SELECT count(*)::int AS c FROM mo_messages WHERE msisdn = $1 AND state IN ('processed', 'looping')", [n]))[0].c === i + 1, 10000, `MO ${i + 1} handled`);
+    }
+    const mo = await env.sql('SELECT state FROM mo_messages WHERE msisdn = $1 ORDER BY id', [n]);
+    assert.deepEqual(mo.map((r) => r.state), ['processed', 'processed', 'processed', 'processed', 'processed', 'looping', 'looping', 'looping']);
+    const replies = await env.sql('SELECT count(*)::int AS c FROM mt_messages WHERE msisdn = $1', [n]);
+    assert.equal(replies[0].c, 5, 'replies stop after loop_max');
+    assert.match(env.log(), /loop guard/);
   } finally {
     await env.stop();
   }
