@@ -160,3 +160,33 @@ test('the same deliver_sm twice (same SMSC id) is acknowledged twice and answere
   assert.equal(env.sim.messages().filter((m) => m.to === n).length, before + 1);
   assert.equal((await env.sql('SELECT count(*)::int AS n FROM mo_messages WHERE msisdn = $1', [n]))[0].n, 1);
 });
+
+test('a household becomes covered when a member passes the last missing skill', async () => {
+  await env.sql("INSERT INTO households (code, commune_code, village) VALUES ('HN-0777', '00004', 'Tổ 7')");
+  const a = number(), b = number();
+  for (const n of [a, b]) {
+    await say(n, 'EN');
+    await say(n, 'HOME HN-0777');
+  }
+  // member a is already proficient in skills 1-4 (self level 2 and quiz passed), b in nothing
+  await env.sql(`INSERT INTO proficiency (msisdn, skill, self_level, quiz_passed_at, proficient)
+                 SELECT $1, code, 2, now(), true FROM skills WHERE position <= 4`, [a]);
+  await env.sql(`UPDATE proficiency SET self_level = self_level WHERE msisdn = $1`, [a]); // fire triggers
+  const covered = async () => (await env.sql(`SELECT c.covered FROM coverage_households c
+                     JOIN households h ON h.id = c.household_id WHERE h.code = 'HN-0777'`))[0]?.covered ?? false;
+  assert.equal(await covered(), false);
+  const [statusBefore] = await say(b, 'STATUS');
+  assert.ok(statusBefore.length > 0);
+  // a rates skill 5 at level 2 and passes its quiz: proficient in all five
+  await say(a, 'RATE');
+  for (const level of ['3', '3', '3', '3', '2']) await say(a, level);
+  const last = await takeQuiz(a, 5, 5);
+  assert.match(last, /passed|5 digital skills/i);
+  assert.equal(await covered(), true);
+  const replies = await say(b, 'STATUS');
+  assert.match(replies.join(' '), /HN-0777[^.]*all 5|all 5[^.]*HN-0777|covered|HN-0777.*5 digital skills/i);
+  const cov = await env.skillctl(['report', 'coverage', '--level', 'commune', '--parent', '001', '--format', 'json']);
+  assert.equal(cov.code, 0, cov.stderr);
+  const row = JSON.parse(cov.stdout).find((r) => r.code === '00004');
+  assert.equal(row.covered, 1);
+});
