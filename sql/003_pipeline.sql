@@ -20,37 +20,80 @@ CREATE FUNCTION sg_recompute_proficiency(p_rule text) RETURNS bigint LANGUAGE sq
     SELECT count(*) FROM u
 $$;
 
--- Everything the flow engine needs to know about one subscriber.
+-- Everything the flow engine needs to know about a set of subscribers, one
+-- row per existing subscriber of p_msisdn (duplicates and unknown numbers
+-- give no extra row), in one set-based query: the household aggregates
+-- (members, some member proficient in all five skills, mask of skills some
+-- member is proficient in) and the per-skill lists in skills.position order.
+-- A single SELECT so that callers inline it and plan it once.
+CREATE FUNCTION sg_sub_snapshots(p_msisdn text[])
+RETURNS TABLE (msisdn text, language text, opted_out boolean, flow_state text,
+               flow_state_at bigint, help_at bigint, household text, hh_covered boolean,
+               hh_members int, hh_skills int, self_levels text, best_quiz text, passed text)
+LANGUAGE sql STABLE AS $$
+    WITH s AS MATERIALIZED (
+        SELECT s.msisdn, s.language, s.opted_out, s.flow_state, s.flow_state_at, s.help_at,
+               s.household_id
+          FROM subscribers s WHERE s.msisdn = ANY (p_msisdn)),
+    hh AS (
+        SELECT m.household_id, count(*)::int AS members,
+               coalesce(bool_or(pc.n = 5), false) AS covered,
+               coalesce(bit_or(pc.mask), 0) AS mask
+          FROM subscribers m
+          CROSS JOIN LATERAL (
+               SELECT count(*) AS n, bit_or(1 << (k.position - 1)) AS mask
+                 FROM proficiency p JOIN skills k ON k.code = p.skill
+                WHERE p.msisdn = m.msisdn AND p.proficient) pc
+         WHERE m.household_id IN (SELECT s.household_id FROM s WHERE s.household_id IS NOT NULL)
+         GROUP BY m.household_id),
+    pr AS (
+        SELECT s.msisdn,
+               string_agg(coalesce(p.self_level, -1)::text, ',' ORDER BY k.position) AS self_levels,
+               string_agg(coalesce(p.best_quiz, -1)::text, ',' ORDER BY k.position) AS best_quiz,
+               string_agg(CASE WHEN p.quiz_passed_at IS NULL THEN '0' ELSE '1' END, ','
+                          ORDER BY k.position) AS passed
+          FROM s CROSS JOIN skills k
+          LEFT JOIN proficiency p ON p.msisdn = s.msisdn AND p.skill = k.code
+         GROUP BY s.msisdn)
+    SELECT s.msisdn, s.language, s.opted_out, s.flow_state,
+           coalesce(extract(epoch FROM s.flow_state_at)::bigint, 0),
+           coalesce(extract(epoch FROM s.help_at)::bigint, 0),
+           coalesce(h.code, ''), coalesce(hh.covered, false), coalesce(hh.members, 0),
+           coalesce(hh.mask, 0), pr.self_levels, pr.best_quiz, pr.passed
+      FROM s
+      JOIN pr ON pr.msisdn = s.msisdn
+      LEFT JOIN households h ON h.id = s.household_id
+      LEFT JOIN hh ON hh.household_id = s.household_id
+$$;
+
+-- Everything the flow engine needs to know about one subscriber (no row when
+-- the number is unknown). plpgsql so that its plan is cached per session.
 CREATE FUNCTION sg_sub_snapshot(p_msisdn text,
     OUT language text, OUT opted_out boolean, OUT flow_state text, OUT flow_state_at bigint,
     OUT help_at bigint, OUT household text, OUT hh_covered boolean, OUT hh_members int,
     OUT hh_skills int, OUT self_levels text, OUT best_quiz text, OUT passed text)
-LANGUAGE sql STABLE AS $$
-    SELECT s.language, s.opted_out, s.flow_state,
-           coalesce(extract(epoch FROM s.flow_state_at)::bigint, 0),
-           coalesce(extract(epoch FROM s.help_at)::bigint, 0),
-           coalesce(h.code, ''),
-           coalesce((SELECT bool_or(n = 5) FROM (
-                SELECT count(*) AS n FROM subscribers m JOIN proficiency p ON p.msisdn = m.msisdn
-                WHERE m.household_id = s.household_id AND p.proficient GROUP BY m.msisdn) c), false),
-           (SELECT count(*)::int FROM subscribers m WHERE m.household_id = s.household_id),
-           coalesce((SELECT bit_or(1 << (k.position - 1)) FROM subscribers m
-                JOIN proficiency p ON p.msisdn = m.msisdn AND p.proficient
-                JOIN skills k ON k.code = p.skill
-                WHERE m.household_id = s.household_id), 0),
-           (SELECT string_agg(coalesce(p.self_level, -1)::text, ',' ORDER BY k.position)
-              FROM skills k LEFT JOIN proficiency p ON p.skill = k.code AND p.msisdn = s.msisdn),
-           (SELECT string_agg(coalesce(p.best_quiz, -1)::text, ',' ORDER BY k.position)
-              FROM skills k LEFT JOIN proficiency p ON p.skill = k.code AND p.msisdn = s.msisdn),
-           (SELECT string_agg(CASE WHEN p.quiz_passed_at IS NULL THEN '0' ELSE '1' END, ','
-                              ORDER BY k.position)
-              FROM skills k LEFT JOIN proficiency p ON p.skill = k.code AND p.msisdn = s.msisdn)
-    FROM subscribers s LEFT JOIN households h ON h.id = s.household_id
-    WHERE s.msisdn = p_msisdn
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    SELECT s.language, s.opted_out, s.flow_state, s.flow_state_at, s.help_at, s.household,
+           s.hh_covered, s.hh_members, s.hh_skills, s.self_levels, s.best_quiz, s.passed
+      INTO language, opted_out, flow_state, flow_state_at, help_at, household,
+           hh_covered, hh_members, hh_skills, self_levels, best_quiz, passed
+      FROM sg_sub_snapshots(ARRAY[p_msisdn]) s;
+END $$;
 
--- Commits a batch of inbound SMS and returns, per input row (idx 1..n), its
--- id and status ('new', 'duplicate', 'looping') and the subscriber snapshot.
+-- Commits a batch of inbound SMS and returns, per input row (idx 1..n, in
+-- that order), its id and status ('new', 'duplicate', 'looping') and the
+-- subscriber snapshot (NULL for duplicates). Set-based, with the semantics of
+-- taking the rows one by one in idx order:
+--   * duplicate: same link and smsc_id (non-empty) as a stored row or an
+--     earlier row of the batch that was stored, or (p_dedupe_secs > 0) same
+--     msisdn and text as one stored within p_dedupe_secs or earlier in the
+--     batch; not stored, mo_id is the original's, is_new false;
+--   * looping: stored (state 'looping') when p_loop_max or more rows of the
+--     same msisdn and text were stored within p_loop_secs, rows stored earlier
+--     in the batch included;
+--   * the subscriber is upserted for every stored row; is_new is true on the
+--     first stored row of a number that did not exist.
 CREATE FUNCTION sg_mo_ingest(p_link text[], p_smsc_id text[], p_msisdn text[], p_dest text[],
                              p_text text[], p_partial boolean[], p_dedupe_secs int,
                              p_loop_max int, p_loop_secs int)
@@ -60,49 +103,103 @@ RETURNS TABLE (idx int, mo_id bigint, status text, is_new boolean, language text
                self_levels text, best_quiz text, passed text)
 LANGUAGE plpgsql AS $$
 DECLARE
-    i int;
-    v_id bigint;
-    v_n int;
+    a_id bigint[];
+    a_status text[];
+    a_new boolean[];
 BEGIN
-    FOR i IN 1 .. coalesce(cardinality(p_msisdn), 0) LOOP
-        idx := i;
-        status := 'new';
-        v_id := NULL;
-        IF p_smsc_id[i] <> '' THEN
-            SELECT m.id INTO v_id FROM mo_messages m
-             WHERE m.link = p_link[i] AND m.smsc_id = p_smsc_id[i];
-        END IF;
-        IF v_id IS NULL AND p_dedupe_secs > 0 THEN
-            SELECT m.id INTO v_id FROM mo_messages m
-             WHERE m.msisdn = p_msisdn[i] AND m.text = p_text[i]
-               AND m.received_at > clock_timestamp() - make_interval(secs => p_dedupe_secs)
-             ORDER BY m.id DESC LIMIT 1;
-        END IF;
-        IF v_id IS NOT NULL THEN
-            mo_id := v_id;
-            status := 'duplicate';
-            is_new := false;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        SELECT count(*) INTO v_n FROM mo_messages m
-         WHERE m.msisdn = p_msisdn[i] AND m.text = p_text[i]
-           AND m.received_at > clock_timestamp() - make_interval(secs => p_loop_secs);
-        IF v_n >= p_loop_max THEN
-            status := 'looping';
-        END IF;
-        INSERT INTO mo_messages (link, smsc_id, msisdn, dest, text, partial, state, received_at)
-        VALUES (p_link[i], p_smsc_id[i], p_msisdn[i], p_dest[i], p_text[i], p_partial[i],
-                CASE WHEN status = 'looping' THEN 'looping' ELSE 'received' END, clock_timestamp())
-        RETURNING id INTO mo_id;
-        INSERT INTO subscribers (msisdn, last_mo_at) VALUES (p_msisdn[i], now())
+    IF coalesce(cardinality(p_msisdn), 0) = 0 THEN
+        RETURN;
+    END IF;
+    WITH RECURSIVE
+    inp AS (
+        SELECT t.idx::int AS idx, t.link, t.smsc_id, t.msisdn, t.dest, t.text, t.partial,
+               CASE WHEN t.smsc_id <> '' THEN length(t.link) || ':' || t.link || t.smsc_id END AS k1,
+               CASE WHEN p_dedupe_secs > 0 THEN length(t.msisdn) || ':' || t.msisdn || t.text END AS k2
+          FROM unnest(p_link, p_smsc_id, p_msisdn, p_dest, p_text, p_partial)
+               WITH ORDINALITY AS t(link, smsc_id, msisdn, dest, text, partial, idx)),
+    pre AS MATERIALIZED (
+        SELECT i.*,
+               CASE WHEN i.smsc_id <> '' THEN
+                   (SELECT m.id FROM mo_messages m
+                     WHERE m.link = i.link AND m.smsc_id = i.smsc_id AND m.smsc_id <> ''
+                     LIMIT 1) END AS s_db,
+               CASE WHEN p_dedupe_secs > 0 THEN
+                   (SELECT m.id FROM mo_messages m
+                     WHERE m.msisdn = i.msisdn AND m.text = i.text
+                       AND m.received_at > clock_timestamp() - make_interval(secs => p_dedupe_secs)
+                     ORDER BY m.id DESC LIMIT 1) END AS t_db,
+               (SELECT count(*) FROM mo_messages m
+                 WHERE m.msisdn = i.msisdn AND m.text = i.text
+                   AND m.received_at > clock_timestamp() - make_interval(secs => p_loop_secs))
+                   AS n_db,
+               (i.k1 IS NOT NULL AND count(*) OVER (PARTITION BY i.k1) > 1)
+               OR (i.k2 IS NOT NULL AND count(*) OVER (PARTITION BY i.k2) > 1) AS coll
+          FROM inp i),
+    -- rows that share a key with another row of the batch: decided one by one
+    col AS (
+        SELECT row_number() OVER (ORDER BY p.idx) AS rn, p.idx, p.k1, p.k2, p.s_db, p.t_db
+          FROM pre p WHERE p.coll),
+    seq (rn, idx, dup, ref_id, ref_idx, k1s, k2s, idxs) AS (
+        SELECT 0::bigint, 0, false, NULL::bigint, NULL::int, '{}'::text[], '{}'::text[], '{}'::int[]
+        UNION ALL
+        SELECT c.rn, c.idx, d.dup, d.ref_id, d.ref_idx,
+               CASE WHEN d.dup THEN s.k1s ELSE s.k1s || c.k1 END,
+               CASE WHEN d.dup THEN s.k2s ELSE s.k2s || c.k2 END,
+               CASE WHEN d.dup THEN s.idxs ELSE s.idxs || c.idx END
+          FROM seq s JOIN col c ON c.rn = s.rn + 1
+         CROSS JOIN LATERAL (
+               SELECT CASE WHEN c.s_db IS NOT NULL THEN c.s_db
+                           WHEN b1.pos IS NOT NULL OR b2.pos IS NOT NULL THEN NULL
+                           ELSE c.t_db END AS ref_id,
+                      CASE WHEN c.s_db IS NOT NULL THEN NULL
+                           ELSE s.idxs[coalesce(b1.pos, b2.pos)] END AS ref_idx,
+                      c.s_db IS NOT NULL OR b1.pos IS NOT NULL OR b2.pos IS NOT NULL
+                          OR c.t_db IS NOT NULL AS dup
+                 FROM (SELECT CASE WHEN c.k1 IS NOT NULL THEN array_position(s.k1s, c.k1) END
+                              AS pos) b1,
+                      (SELECT CASE WHEN c.k2 IS NOT NULL THEN array_position(s.k2s, c.k2) END
+                              AS pos) b2) d),
+    dec AS (
+        SELECT p.*, coalesce(q.dup, p.s_db IS NOT NULL OR p.t_db IS NOT NULL) AS dup,
+               CASE WHEN q.idx IS NULL THEN coalesce(p.s_db, p.t_db) ELSE q.ref_id END AS ref_id,
+               q.ref_idx
+          FROM pre p LEFT JOIN seq q ON q.idx = p.idx AND q.rn > 0),
+    ins_src AS MATERIALIZED (
+        SELECT w.*, nextval('mo_messages_id_seq'::regclass) AS id
+          FROM (SELECT d.idx, d.link, d.smsc_id, d.msisdn, d.dest, d.text, d.partial,
+                       d.n_db + row_number() OVER (PARTITION BY d.msisdn, d.text ORDER BY d.idx)
+                           - 1 AS n_loop,
+                       row_number() OVER (PARTITION BY d.msisdn ORDER BY d.idx) = 1 AS first_of_num
+                  FROM dec d WHERE NOT d.dup ORDER BY d.idx) w),
+    ins AS (
+        INSERT INTO mo_messages (id, link, smsc_id, msisdn, dest, text, partial, state, received_at)
+        SELECT i.id, i.link, i.smsc_id, i.msisdn, i.dest, i.text, i.partial,
+               CASE WHEN i.n_loop >= p_loop_max THEN 'looping' ELSE 'received' END,
+               clock_timestamp()
+          FROM ins_src i ORDER BY i.id),
+    sub AS (
+        INSERT INTO subscribers AS s (msisdn, last_mo_at)
+        SELECT DISTINCT i.msisdn, now() FROM ins_src i ORDER BY 1
         ON CONFLICT (msisdn) DO UPDATE SET last_mo_at = now()
-        RETURNING (xmax = 0) INTO is_new;
-        SELECT * INTO language, opted_out, flow_state, flow_state_at, help_at, household,
-                      hh_covered, hh_members, hh_skills, self_levels, best_quiz, passed
-          FROM sg_sub_snapshot(p_msisdn[i]);
-        RETURN NEXT;
-    END LOOP;
+        RETURNING s.msisdn, (s.xmax = 0) AS is_new)
+    SELECT array_agg(CASE WHEN d.dup THEN coalesce(d.ref_id, r.id) ELSE i.id END ORDER BY d.idx),
+           array_agg(CASE WHEN d.dup THEN 'duplicate'
+                          WHEN i.n_loop >= p_loop_max THEN 'looping' ELSE 'new' END ORDER BY d.idx),
+           array_agg(coalesce(NOT d.dup AND i.first_of_num AND u.is_new, false) ORDER BY d.idx)
+      INTO a_id, a_status, a_new
+      FROM dec d
+      LEFT JOIN ins_src i ON i.idx = d.idx
+      LEFT JOIN ins_src r ON r.idx = d.ref_idx
+      LEFT JOIN sub u ON u.msisdn = d.msisdn AND NOT d.dup;
+
+    RETURN QUERY
+    SELECT t.idx::int, t.mo_id, t.status, t.is_new, s.language, s.opted_out, s.flow_state,
+           s.flow_state_at, s.help_at, s.household, s.hh_covered, s.hh_members, s.hh_skills,
+           s.self_levels, s.best_quiz, s.passed
+      FROM unnest(a_id, a_status, a_new) WITH ORDINALITY AS t(mo_id, status, is_new, idx)
+      LEFT JOIN sg_sub_snapshots(p_msisdn) s
+             ON s.msisdn = p_msisdn[t.idx] AND t.status <> 'duplicate'
+     ORDER BY t.idx;
 END $$;
 
 -- Snapshot of MOs committed but never processed (after a crash), at least
@@ -113,103 +210,166 @@ RETURNS TABLE (mo_id bigint, link text, msisdn text, dest text, text text, parti
                help_at bigint, household text, hh_covered boolean, hh_members int,
                hh_skills int, self_levels text, best_quiz text, passed text)
 LANGUAGE sql STABLE AS $$
-    SELECT m.id, m.link, m.msisdn, m.dest, m.text, m.partial, s.*
-      FROM mo_messages m, sg_sub_snapshot(m.msisdn) s
-     WHERE m.state = 'received'
-       AND m.received_at <= clock_timestamp() - make_interval(secs => p_min_age)
-     ORDER BY m.id LIMIT p_limit
+    WITH m AS MATERIALIZED (
+        SELECT m.id, m.link, m.msisdn, m.dest, m.text, m.partial
+          FROM mo_messages m
+         WHERE m.state = 'received'
+           AND m.received_at <= clock_timestamp() - make_interval(secs => p_min_age)
+           AND EXISTS (SELECT 1 FROM subscribers s WHERE s.msisdn = m.msisdn)
+         ORDER BY m.id LIMIT p_limit)
+    SELECT m.id, m.link, m.msisdn, m.dest, m.text, m.partial,
+           s.language, s.opted_out, s.flow_state, s.flow_state_at, s.help_at, s.household,
+           s.hh_covered, s.hh_members, s.hh_skills, s.self_levels, s.best_quiz, s.passed
+      FROM m JOIN sg_sub_snapshots(ARRAY(SELECT m.msisdn FROM m)) s ON s.msisdn = m.msisdn
+     ORDER BY m.id
 $$;
 
 -- Applies what the flow engine decided for a batch of MOs, in one
 -- transaction, and returns the replies to send (already 'submitting' for
--- p_owner). Input: a JSON array of
+-- p_owner), in input order: an element's replies, then its join reply, with
+-- increasing mt ids. Input: a JSON array of
 --   {"mo":id, "msisdn":"84..", "src":"sms", "dest":"8079", "state":"..",
 --    "sc":bool, "lang":"en"|"", "opt":-1|0|1, "help":bool, "join":"CODE"|"",
 --    "rok":"..", "runk":"..", "replies":[".."], "ev":[[skill,"self"|"quiz",value,passed]],
 --    "ussd":"session key"|null, "end":bool, "link":".."}
+-- Set-based. The pipeline sends at most one element per number; if a number
+-- appears more than once the result is that of applying the elements in
+-- order: the last changed flow state / language / opt-in-out / join wins, an
+-- opt-out anywhere stamps opted_out_at and cancels queued bulk MTs, events
+-- apply in order (last self level, best quiz, first pass, any failure).
+-- Events naming an unknown skill position are ignored.
 CREATE FUNCTION sg_mo_apply(p jsonb, p_rule text, p_owner text)
 RETURNS TABLE (mt_id bigint, msisdn text, text text, mo_id bigint, link text,
                ussd_session text, ussd_end boolean)
 LANGUAGE plpgsql AS $$
-DECLARE
-    e jsonb;
-    ev jsonb;
-    r text;
-    v_hh bigint;
-    v_skill text;
-    v_replies text[];
 BEGIN
-    FOR e IN SELECT * FROM jsonb_array_elements(p) LOOP
-        msisdn := e->>'msisdn';
-        mo_id := (e->>'mo')::bigint;
-        link := coalesce(e->>'link', '');
-        ussd_session := e->>'ussd';
-        IF (e->>'sc')::boolean THEN
-            UPDATE subscribers s SET flow_state = e->>'state', flow_state_at = now()
-             WHERE s.msisdn = e->>'msisdn';
-        END IF;
-        IF coalesce(e->>'lang', '') <> '' THEN
-            UPDATE subscribers s SET language = e->>'lang' WHERE s.msisdn = e->>'msisdn';
-        END IF;
-        IF (e->>'opt')::int = -1 THEN
-            UPDATE subscribers s SET opted_out = true, opted_out_at = now()
-             WHERE s.msisdn = e->>'msisdn';
-            UPDATE mt_messages m SET state = 'cancelled', final_at = now()
-             WHERE m.msisdn = e->>'msisdn' AND m.state = 'queued' AND m.priority > 0;
-        ELSIF (e->>'opt')::int = 1 THEN
-            UPDATE subscribers s SET opted_out = false WHERE s.msisdn = e->>'msisdn';
-        END IF;
-        IF (e->>'help')::boolean THEN
-            UPDATE subscribers s SET help_at = now() WHERE s.msisdn = e->>'msisdn';
-        END IF;
-        FOR ev IN SELECT * FROM jsonb_array_elements(coalesce(e->'ev', '[]')) LOOP
-            SELECT code INTO v_skill FROM skills WHERE position = (ev->>0)::int;
-            INSERT INTO proficiency_events (msisdn, skill, kind, value, passed, source)
-            VALUES (e->>'msisdn', v_skill, ev->>1, (ev->>2)::int,
-                    CASE WHEN ev->>1 = 'quiz' THEN (ev->>3)::boolean END, e->>'src');
-            INSERT INTO proficiency AS p (msisdn, skill) VALUES (e->>'msisdn', v_skill)
-            ON CONFLICT DO NOTHING;
-            IF ev->>1 = 'self' THEN
-                UPDATE proficiency p SET self_level = (ev->>2)::int, self_at = now(),
-                       self_source = e->>'src', updated_at = now()
-                 WHERE p.msisdn = e->>'msisdn' AND p.skill = v_skill;
-            ELSE
-                UPDATE proficiency p SET best_quiz = greatest(p.best_quiz, (ev->>2)::int),
-                       quiz_passed_at = CASE WHEN (ev->>3)::boolean
-                                             THEN coalesce(p.quiz_passed_at, now())
-                                             ELSE p.quiz_passed_at END,
-                       quiz_failed_at = CASE WHEN (ev->>3)::boolean THEN p.quiz_failed_at
-                                             ELSE now() END,
-                       quiz_source = e->>'src', updated_at = now()
-                 WHERE p.msisdn = e->>'msisdn' AND p.skill = v_skill;
-            END IF;
-            UPDATE proficiency p SET proficient = sg_is_proficient(p.self_level, p.quiz_passed_at, p_rule)
-             WHERE p.msisdn = e->>'msisdn' AND p.skill = v_skill;
-        END LOOP;
-        v_replies := ARRAY(SELECT jsonb_array_elements_text(coalesce(e->'replies', '[]')));
-        IF coalesce(e->>'join', '') <> '' THEN
-            SELECT h.id INTO v_hh FROM households h WHERE h.code = e->>'join';
-            IF v_hh IS NOT NULL THEN
-                UPDATE subscribers s SET household_id = v_hh, joined_via = e->>'src'
-                 WHERE s.msisdn = e->>'msisdn';
-                v_replies := v_replies || (e->>'rok');
-            ELSE
-                v_replies := v_replies || (e->>'runk');
-            END IF;
-        END IF;
-        FOREACH r IN ARRAY v_replies LOOP
-            text := r;
-            ussd_end := coalesce((e->>'end')::boolean, false);
-            INSERT INTO mt_messages (msisdn, source, text, kind, priority, state, owner, mo_id,
-                                     link, ussd_session, ussd_end, attempts)
-            VALUES (e->>'msisdn', coalesce(e->>'dest', ''), r,
-                    CASE WHEN ussd_session IS NULL THEN 'reply' ELSE 'ussd' END, 0,
-                    'submitting', p_owner, mo_id, link, ussd_session, ussd_end, 1)
-            RETURNING id INTO mt_id;
-            RETURN NEXT;
-        END LOOP;
-        UPDATE mo_messages m SET state = 'processed', processed_at = now() WHERE m.id = mo_id;
-    END LOOP;
+    IF p IS NULL OR jsonb_typeof(p) <> 'array' OR jsonb_array_length(p) = 0 THEN
+        RETURN;
+    END IF;
+
+    -- proficiency: history (append, in order), then one upsert per (number, skill)
+    WITH e AS (
+        SELECT x.ord, x.e->>'msisdn' AS msisdn, x.e->>'src' AS src, x.e->'ev' AS ev
+          FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord)
+         WHERE jsonb_typeof(x.e->'ev') = 'array'),
+    v AS MATERIALIZED (
+        SELECT e.ord, y.eord, e.msisdn, e.src, k.code AS skill, y.ev->>1 AS kind,
+               (y.ev->>2)::int AS value,
+               CASE WHEN y.ev->>1 = 'quiz' THEN (y.ev->>3)::boolean END AS passed
+          FROM e CROSS JOIN LATERAL jsonb_array_elements(e.ev) WITH ORDINALITY AS y(ev, eord)
+          JOIN skills k ON k.position = (y.ev->>0)::int),
+    hist AS (
+        INSERT INTO proficiency_events (msisdn, skill, kind, value, passed, source)
+        SELECT v.msisdn, v.skill, v.kind, v.value, v.passed, v.src FROM v ORDER BY v.ord, v.eord),
+    a AS (
+        SELECT v.msisdn, v.skill,
+               (array_agg(v.value ORDER BY v.ord DESC, v.eord DESC)
+                    FILTER (WHERE v.kind = 'self'))[1] AS self_level,
+               (array_agg(v.src ORDER BY v.ord DESC, v.eord DESC)
+                    FILTER (WHERE v.kind = 'self'))[1] AS self_src,
+               max(v.value) FILTER (WHERE v.kind = 'quiz') AS best_quiz,
+               (array_agg(v.src ORDER BY v.ord DESC, v.eord DESC)
+                    FILTER (WHERE v.kind = 'quiz'))[1] AS quiz_src,
+               coalesce(bool_or(v.passed) FILTER (WHERE v.kind = 'quiz'), false) AS any_pass,
+               coalesce(bool_or(NOT v.passed) FILTER (WHERE v.kind = 'quiz'), false) AS any_fail
+          FROM v GROUP BY v.msisdn, v.skill)
+    INSERT INTO proficiency AS q (msisdn, skill, self_level, self_at, self_source, best_quiz,
+                                  quiz_passed_at, quiz_failed_at, quiz_source, updated_at,
+                                  proficient)
+    SELECT a.msisdn, a.skill, a.self_level,
+           CASE WHEN a.self_src IS NOT NULL THEN now() END, a.self_src, a.best_quiz,
+           CASE WHEN a.any_pass THEN now() END, CASE WHEN a.any_fail THEN now() END,
+           a.quiz_src, now(),
+           sg_is_proficient(a.self_level::smallint, CASE WHEN a.any_pass THEN now() END, p_rule)
+      FROM a ORDER BY a.msisdn, a.skill
+    ON CONFLICT ON CONSTRAINT proficiency_pkey DO UPDATE SET
+        self_level = CASE WHEN excluded.self_source IS NOT NULL THEN excluded.self_level
+                          ELSE q.self_level END,
+        self_at = coalesce(excluded.self_at, q.self_at),
+        self_source = coalesce(excluded.self_source, q.self_source),
+        best_quiz = CASE WHEN excluded.quiz_source IS NOT NULL
+                         THEN greatest(q.best_quiz, excluded.best_quiz) ELSE q.best_quiz END,
+        quiz_passed_at = coalesce(q.quiz_passed_at, excluded.quiz_passed_at),
+        quiz_failed_at = coalesce(excluded.quiz_failed_at, q.quiz_failed_at),
+        quiz_source = coalesce(excluded.quiz_source, q.quiz_source),
+        updated_at = now(),
+        proficient = sg_is_proficient(
+            CASE WHEN excluded.self_source IS NOT NULL THEN excluded.self_level
+                 ELSE q.self_level END,
+            coalesce(q.quiz_passed_at, excluded.quiz_passed_at), p_rule);
+
+    -- subscribers: flow state, language, opt-out/in, help, household join
+    WITH e AS (
+        SELECT x.ord, x.e->>'msisdn' AS msisdn, x.e->>'src' AS src, x.e->>'state' AS state,
+               coalesce((x.e->>'sc')::boolean, false) AS sc,
+               coalesce(x.e->>'lang', '') AS lang, coalesce((x.e->>'opt')::int, 0) AS opt,
+               coalesce((x.e->>'help')::boolean, false) AS help, h.id AS hh
+          FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord)
+          LEFT JOIN households h ON h.code = x.e->>'join' AND x.e->>'join' <> ''),
+    a AS (
+        SELECT e.msisdn,
+               bool_or(e.sc) AS sc,
+               (array_agg(e.state ORDER BY e.ord DESC) FILTER (WHERE e.sc))[1] AS state,
+               (array_agg(e.lang ORDER BY e.ord DESC) FILTER (WHERE e.lang <> ''))[1] AS lang,
+               (array_agg(e.opt ORDER BY e.ord DESC) FILTER (WHERE e.opt IN (-1, 1)))[1] AS opt,
+               bool_or(e.opt = -1) AS opted_out,
+               bool_or(e.help) AS help,
+               (array_agg(e.hh ORDER BY e.ord DESC) FILTER (WHERE e.hh IS NOT NULL))[1] AS hh,
+               (array_agg(e.src ORDER BY e.ord DESC) FILTER (WHERE e.hh IS NOT NULL))[1] AS hh_src
+          FROM e GROUP BY e.msisdn)
+    UPDATE subscribers s SET
+        flow_state = CASE WHEN a.sc THEN a.state ELSE s.flow_state END,
+        flow_state_at = CASE WHEN a.sc THEN now() ELSE s.flow_state_at END,
+        language = coalesce(a.lang, s.language),
+        opted_out = CASE a.opt WHEN -1 THEN true WHEN 1 THEN false ELSE s.opted_out END,
+        opted_out_at = CASE WHEN a.opted_out THEN now() ELSE s.opted_out_at END,
+        help_at = CASE WHEN a.help THEN now() ELSE s.help_at END,
+        household_id = coalesce(a.hh, s.household_id),
+        joined_via = CASE WHEN a.hh IS NOT NULL THEN a.hh_src ELSE s.joined_via END
+      FROM (SELECT * FROM a WHERE a.sc OR a.lang IS NOT NULL OR a.opt IS NOT NULL OR a.help
+                                  OR a.hh IS NOT NULL
+             ORDER BY a.msisdn) a
+     WHERE s.msisdn = a.msisdn;
+
+    -- an opt-out cancels the number's queued bulk messages
+    UPDATE mt_messages m SET state = 'cancelled', final_at = now()
+     WHERE m.msisdn IN (SELECT x.e->>'msisdn' FROM jsonb_array_elements(p) AS x(e)
+                         WHERE (x.e->>'opt')::int = -1)
+       AND m.state = 'queued' AND m.priority > 0;
+
+    UPDATE mo_messages m SET state = 'processed', processed_at = now()
+     WHERE m.id IN (SELECT (x.e->>'mo')::bigint FROM jsonb_array_elements(p) AS x(e));
+
+    -- the replies, in input order, ids increasing in that order
+    RETURN QUERY
+    WITH e AS (
+        SELECT x.ord, (x.e->>'mo')::bigint AS mo, x.e->>'msisdn' AS msisdn,
+               coalesce(x.e->>'dest', '') AS dest, x.e->'replies' AS replies,
+               coalesce(x.e->>'join', '') AS join_code, x.e->>'rok' AS rok, x.e->>'runk' AS runk,
+               coalesce(x.e->>'link', '') AS link, x.e->>'ussd' AS ussd,
+               coalesce((x.e->>'end')::boolean, false) AS ussd_end
+          FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord)),
+    r AS (
+        SELECT e.ord, y.rord, y.t AS text
+          FROM e CROSS JOIN LATERAL jsonb_array_elements_text(
+                   CASE WHEN jsonb_typeof(e.replies) = 'array' THEN e.replies ELSE '[]' END)
+               WITH ORDINALITY AS y(t, rord)
+        UNION ALL
+        SELECT e.ord, 1000000, CASE WHEN EXISTS (SELECT 1 FROM households h WHERE h.code = e.join_code)
+                                    THEN e.rok ELSE e.runk END
+          FROM e WHERE e.join_code <> ''),
+    o AS MATERIALIZED (
+        SELECT nextval('mt_messages_id_seq'::regclass) AS id, z.*
+          FROM (SELECT e.*, r.text AS reply FROM r JOIN e ON e.ord = r.ord
+                 ORDER BY r.ord, r.rord) z),
+    ins AS (
+        INSERT INTO mt_messages (id, msisdn, source, text, kind, priority, state, owner, mo_id,
+                                 link, ussd_session, ussd_end, attempts)
+        SELECT o.id, o.msisdn, o.dest, o.reply,
+               CASE WHEN o.ussd IS NULL THEN 'reply' ELSE 'ussd' END, 0, 'submitting', p_owner,
+               o.mo, o.link, o.ussd, o.ussd_end, 1
+          FROM o ORDER BY o.id)
+    SELECT o.id, o.msisdn, o.reply, o.mo, o.link, o.ussd, o.ussd_end FROM o ORDER BY o.id;
 END $$;
 
 -- Claims due queued MTs for p_owner (several instances: SKIP LOCKED).
@@ -245,92 +405,150 @@ END $$;
 -- Records submit_sm outcomes: one row per segment. status 0 = accepted with
 -- smsc_id; a temporary error the gateway gave up retrying puts the message
 -- back in the queue for later (failed after 10 attempts); any other status
--- fails the message with that status.
+-- fails the message with that status. Set-based: per message, the accepted
+-- parts are counted first, then temporary errors (the last one gives the status), then
+-- permanent ones (the first one fails the message). Same final state as
+-- taking the rows one by one, except when a temporary error precedes, in the
+-- same batch, the accepted part that completes the message (then submitted).
+-- Receipts that overtook their submit_sm_resp are applied last.
 CREATE FUNCTION sg_mt_results(p_mt bigint[], p_part int[], p_nparts int[], p_link text[],
                               p_status int[], p_smsc text[], p_temp boolean[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    i int;
-    d record;
+    e_link text[];
+    e_smsc text[];
+    e_state int[];
+    e_err int[];
 BEGIN
     -- submit results and receipts for the same part may commit concurrently:
     -- serialise the two so a receipt that overtook its resp is never stranded
     PERFORM pg_advisory_xact_lock(7420002);
-    FOR i IN 1 .. coalesce(cardinality(p_mt), 0) LOOP
-        IF p_status[i] = 0 THEN
-            INSERT INTO mt_parts (mt_id, part, link, smsc_id)
-            VALUES (p_mt[i], p_part[i], p_link[i], p_smsc[i])
-            ON CONFLICT (mt_id, part) DO UPDATE SET smsc_id = excluded.smsc_id,
-                link = excluded.link, state = 'submitted', at = now();
-            UPDATE mt_messages m SET nparts = p_nparts[i], parts_ok = m.parts_ok + 1,
-                   link = p_link[i],
-                   state = CASE WHEN m.state = 'submitting' AND m.parts_ok + 1 >= p_nparts[i]
-                                THEN 'submitted' ELSE m.state END,
-                   submitted_at = CASE WHEN m.parts_ok + 1 >= p_nparts[i] THEN now()
-                                       ELSE m.submitted_at END
-             WHERE m.id = p_mt[i];
-            -- a receipt that overtook its submit_sm_resp
-            DELETE FROM dlr_early e WHERE e.link = p_link[i] AND e.smsc_id = p_smsc[i]
-            RETURNING e.state, e.err INTO d;
-            IF FOUND THEN
-                PERFORM sg_dlr_apply(ARRAY[p_link[i]], ARRAY[p_smsc[i]], ARRAY[d.state::int],
-                                     ARRAY[d.err]);
-            END IF;
-        ELSIF p_temp[i] THEN
-            UPDATE mt_messages m SET error_status = p_status[i],
-                   state = CASE WHEN m.attempts >= 10 THEN 'failed' ELSE 'queued' END,
-                   final_at = CASE WHEN m.attempts >= 10 THEN now() END,
-                   next_attempt_at = now() + make_interval(secs => 30 * m.attempts)
-             WHERE m.id = p_mt[i] AND m.state = 'submitting';
-        ELSE
-            UPDATE mt_messages m SET state = 'failed', error_status = p_status[i],
-                   nparts = p_nparts[i], link = p_link[i], final_at = now()
-             WHERE m.id = p_mt[i] AND m.state IN ('submitting', 'submitted', 'queued');
-        END IF;
-    END LOOP;
+    IF coalesce(cardinality(p_mt), 0) = 0 THEN
+        RETURN;
+    END IF;
+
+    -- accepted segments
+    WITH r AS (
+        SELECT t.* FROM unnest(p_mt, p_part, p_nparts, p_link, p_status, p_smsc)
+               WITH ORDINALITY AS t(mt, part, nparts, link, status, smsc, i)
+         WHERE t.status = 0),
+    parts AS (
+        INSERT INTO mt_parts AS q (mt_id, part, link, smsc_id)
+        SELECT DISTINCT ON (r.mt, r.part) r.mt, r.part, r.link, r.smsc FROM r
+         ORDER BY r.mt, r.part, r.i DESC
+        ON CONFLICT ON CONSTRAINT mt_parts_pkey DO UPDATE SET smsc_id = excluded.smsc_id,
+            link = excluded.link, state = 'submitted', at = now()),
+    a AS (
+        SELECT r.mt, count(*)::int AS n, (array_agg(r.nparts ORDER BY r.i DESC))[1] AS nparts,
+               (array_agg(r.link ORDER BY r.i DESC))[1] AS link
+          FROM r GROUP BY r.mt)
+    UPDATE mt_messages m SET nparts = a.nparts, parts_ok = m.parts_ok + a.n, link = a.link,
+           state = CASE WHEN m.state = 'submitting' AND m.parts_ok + a.n >= a.nparts
+                        THEN 'submitted' ELSE m.state END,
+           submitted_at = CASE WHEN m.parts_ok + a.n >= a.nparts THEN now() ELSE m.submitted_at END
+      FROM (SELECT * FROM a ORDER BY a.mt) a
+     WHERE m.id = a.mt;
+
+    -- temporary errors: back to the queue (failed after 10 attempts)
+    UPDATE mt_messages m SET error_status = a.status,
+           state = CASE WHEN m.attempts >= 10 THEN 'failed' ELSE 'queued' END,
+           final_at = CASE WHEN m.attempts >= 10 THEN now() END,
+           next_attempt_at = now() + make_interval(secs => 30 * m.attempts)
+      FROM (SELECT DISTINCT ON (t.mt) t.mt, t.status
+              FROM unnest(p_mt, p_status, p_temp) WITH ORDINALITY AS t(mt, status, temp, i)
+             WHERE t.status <> 0 AND t.temp
+             ORDER BY t.mt, t.i DESC) a
+     WHERE m.id = a.mt AND m.state = 'submitting';
+
+    -- permanent errors
+    UPDATE mt_messages m SET state = 'failed', error_status = a.status,
+           nparts = CASE WHEN a.after_ok THEN a.nparts ELSE m.nparts END,
+           link = CASE WHEN a.after_ok THEN a.link ELSE m.link END, final_at = now()
+      FROM (SELECT DISTINCT ON (t.mt) t.mt, t.status, t.nparts, t.link,
+                   NOT EXISTS (SELECT 1 FROM unnest(p_mt, p_status) WITH ORDINALITY
+                                             AS o(mt, status, i)
+                                WHERE o.mt = t.mt AND o.status = 0 AND o.i > t.i) AS after_ok
+              FROM unnest(p_mt, p_status, p_temp, p_nparts, p_link)
+                   WITH ORDINALITY AS t(mt, status, temp, nparts, link, i)
+             WHERE t.status <> 0 AND NOT coalesce(t.temp, false)
+             ORDER BY t.mt, t.i) a
+     WHERE m.id = a.mt AND m.state IN ('submitting', 'submitted', 'queued');
+
+    -- receipts that overtook their submit_sm_resp
+    WITH del AS (
+        DELETE FROM dlr_early e
+         WHERE (e.link, e.smsc_id) IN (
+               SELECT t.link, t.smsc FROM unnest(p_link, p_smsc, p_status) AS t(link, smsc, status)
+                WHERE t.status = 0)
+        RETURNING e.link, e.smsc_id, e.state, e.err)
+    SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
+      INTO e_link, e_smsc, e_state, e_err
+      FROM del;
+    IF e_link IS NOT NULL THEN
+        PERFORM sg_dlr_apply(e_link, e_smsc, e_state, e_err);
+    END IF;
 END $$;
 
 -- Applies delivery receipts (message_state values). Unmatched receipts wait
--- in dlr_early for their submit_sm_resp.
+-- in dlr_early for their submit_sm_resp. Set-based: a receipt for a segment
+-- no longer 'submitted' (a second receipt) changes nothing; per message,
+-- delivered segments count first, then a failed or expired segment fails
+-- (expires) the message if it is still in flight.
 CREATE FUNCTION sg_dlr_apply(p_link text[], p_smsc text[], p_state int[], p_err int[])
 RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    i int;
-    v_part text;
-    v_mt bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(7420002); -- see sg_mt_results
-    FOR i IN 1 .. coalesce(cardinality(p_smsc), 0) LOOP
-        v_part := CASE p_state[i] WHEN 2 THEN 'delivered' WHEN 3 THEN 'expired'
-                                  WHEN 4 THEN 'failed' WHEN 5 THEN 'failed' WHEN 8 THEN 'failed'
-                                  ELSE NULL END;
-        IF v_part IS NULL THEN
-            CONTINUE; -- intermediate (enroute, accepted, unknown): nothing final yet
-        END IF;
-        UPDATE mt_parts p SET state = v_part, dlr_err = p_err[i], at = now()
-         WHERE p.link = p_link[i] AND p.smsc_id = p_smsc[i] AND p.state = 'submitted'
-        RETURNING p.mt_id INTO v_mt;
-        IF NOT FOUND THEN
-            IF NOT EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = p_link[i] AND p.smsc_id = p_smsc[i]) THEN
-                INSERT INTO dlr_early (link, smsc_id, state, err)
-                VALUES (p_link[i], p_smsc[i], p_state[i], p_err[i])
-                ON CONFLICT (link, smsc_id) DO UPDATE SET state = excluded.state, err = excluded.err;
-            END IF;
-            CONTINUE;
-        END IF;
-        IF v_part = 'delivered' THEN
-            UPDATE mt_messages m SET parts_delivered = m.parts_delivered + 1,
-                   state = CASE WHEN m.state = 'submitted' AND m.parts_delivered + 1 >= m.nparts
-                                THEN 'delivered' ELSE m.state END,
-                   final_at = CASE WHEN m.parts_delivered + 1 >= m.nparts THEN now()
-                                   ELSE m.final_at END
-             WHERE m.id = v_mt;
-        ELSE
-            UPDATE mt_messages m SET state = CASE WHEN v_part = 'expired' THEN 'expired' ELSE 'failed' END,
-                   error_status = coalesce(p_err[i], m.error_status), final_at = now()
-             WHERE m.id = v_mt AND m.state IN ('submitting', 'submitted');
-        END IF;
-    END LOOP;
+    IF coalesce(cardinality(p_smsc), 0) = 0 THEN
+        RETURN;
+    END IF;
+    WITH r AS MATERIALIZED (
+        -- final receipts only (enroute, accepted, unknown: nothing final yet);
+        -- the first receipt of a segment is the one that counts
+        SELECT DISTINCT ON (t.link, t.smsc) t.link, t.smsc, t.state, t.err, t.i,
+               CASE t.state WHEN 2 THEN 'delivered' WHEN 3 THEN 'expired'
+                            ELSE 'failed' END AS part_state
+          FROM unnest(p_link, p_smsc, p_state, p_err) WITH ORDINALITY AS t(link, smsc, state, err, i)
+         WHERE t.state IN (2, 3, 4, 5, 8)
+         ORDER BY t.link, t.smsc, t.i),
+    u AS (
+        UPDATE mt_parts p SET state = r.part_state, dlr_err = r.err, at = now()
+          FROM r
+         WHERE p.link = r.link AND p.smsc_id = r.smsc AND p.state = 'submitted'
+        RETURNING p.mt_id, r.part_state, r.err, r.i),
+    early AS (
+        INSERT INTO dlr_early AS e (link, smsc_id, state, err)
+        SELECT DISTINCT ON (t.link, t.smsc) t.link, t.smsc, t.state, t.err
+          FROM unnest(p_link, p_smsc, p_state, p_err) WITH ORDINALITY AS t(link, smsc, state, err, i)
+         WHERE t.state IN (2, 3, 4, 5, 8)
+           AND NOT EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = t.link AND p.smsc_id = t.smsc)
+         ORDER BY t.link, t.smsc, t.i DESC
+        ON CONFLICT ON CONSTRAINT dlr_early_pkey DO UPDATE SET state = excluded.state,
+            err = excluded.err),
+    a AS (
+        SELECT u.mt_id, count(*) FILTER (WHERE u.part_state = 'delivered')::int AS n_del,
+               (array_agg(u.part_state ORDER BY u.i DESC)
+                    FILTER (WHERE u.part_state <> 'delivered'))[1] AS fail,
+               (array_agg(u.err ORDER BY u.i DESC)
+                    FILTER (WHERE u.part_state <> 'delivered'))[1] AS fail_err
+          FROM u GROUP BY u.mt_id)
+    UPDATE mt_messages m SET parts_delivered = m.parts_delivered + a.n_del,
+           state = CASE WHEN a.fail IS NOT NULL AND m.state IN ('submitting', 'submitted')
+                             AND NOT (m.state = 'submitted' AND a.n_del > 0
+                                      AND m.parts_delivered + a.n_del >= m.nparts)
+                        THEN a.fail
+                        WHEN m.state = 'submitted' AND a.n_del > 0
+                             AND m.parts_delivered + a.n_del >= m.nparts THEN 'delivered'
+                        ELSE m.state END,
+           error_status = CASE WHEN a.fail IS NOT NULL AND m.state IN ('submitting', 'submitted')
+                                    AND NOT (m.state = 'submitted' AND a.n_del > 0
+                                             AND m.parts_delivered + a.n_del >= m.nparts)
+                               THEN coalesce(a.fail_err, m.error_status) ELSE m.error_status END,
+           final_at = CASE WHEN a.fail IS NOT NULL AND m.state IN ('submitting', 'submitted')
+                           THEN now()
+                           WHEN a.n_del > 0 AND m.parts_delivered + a.n_del >= m.nparts THEN now()
+                           ELSE m.final_at END
+      FROM (SELECT * FROM a ORDER BY a.mt_id) a
+     WHERE m.id = a.mt_id;
 END $$;
 
 -- After a crash: what this instance had in flight is sent again, marked.
