@@ -72,6 +72,10 @@ static const struct cf_key config_table[] = {
       "seconds to finish in-flight work on SIGTERM"),
     G("gateway", "instance_name", CF_STR, instance_name, "", 0, 0,
       "name of this instance when several share one database (empty: host name)"),
+    G("gateway", "link_lock", CF_BOOL, link_lock, "yes", 0, 0,
+      "bind a link only while holding its lock in the database (several instances)"),
+    G("gateway", "link_lock_interval", CF_INT, link_lock_interval, "5", 1, 60,
+      "seconds between link lock attempts and instance heartbeats"),
     /* [database] */
     G("database", "conninfo", CF_STR, db_conninfo, "", 0, 0, "a libpq conninfo string (required)"),
     G("database", "pool", CF_INT, db_pool, "4", 1, 64, "PostgreSQL connections"),

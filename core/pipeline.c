@@ -99,6 +99,7 @@ struct pipeline {
 	bool claiming[MSG_PRIO_COUNT];
 	struct event *pump_timer;
 	bool recovering;
+	bool standby;                   /* no link held (linklock.h): claim nothing */
 	struct event *sweep_timer;      /* re-reads MOs left unprocessed */
 	bool sweeping;
 	bool sweep_soon;                /* next sweep takes MOs of any age */
@@ -718,6 +719,12 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 void
+pipeline_set_standby(struct pipeline *p, bool standby)
+{
+	p->standby = standby;
+}
+
+void
 pipeline_recover(struct pipeline *p)
 {
 	const char *owner[] = {p->owner};
@@ -786,8 +793,8 @@ claim_cb(void *arg, PGresult *res, const char *err)
 static void
 mt_claim(struct pipeline *p, enum msg_prio prio)
 {
-	if (p->claiming[prio] || p->recovering || p->stopping || store_up(p->st) == 0 ||
-	    p->pending[prio].n >= MT_PENDING_LOW)
+	if (p->claiming[prio] || p->recovering || p->stopping || p->standby ||
+	    store_up(p->st) == 0 || p->pending[prio].n >= MT_PENDING_LOW)
 		return;
 	struct claim_ctx *c = malloc(sizeof *c);
 	if (c == NULL)

@@ -54,6 +54,8 @@ struct store {
 	int up;
 	void (*on_up)(void *);
 	void *on_up_arg;
+	void (*on_down)(void *);
+	void *on_down_arg;
 	void (*drain_cb)(void *);
 	void *drain_arg;
 	struct event *failer; /* fails queued requests after the last connection is lost */
@@ -129,6 +131,8 @@ conn_down(struct pgconn *c, const char *why)
 	}
 	if (st->up == 0 && st->queued > 0)
 		event_active(st->failer, 0, 0);
+	if (was_up && st->up == 0 && st->on_down != NULL)
+		st->on_down(st->on_down_arg);
 	if (c->backoff_ms == 0)
 		c->backoff_ms = 250;
 	else if ((c->backoff_ms *= 2) > st->reconnect_max_ms)
@@ -491,6 +495,13 @@ store_on_up(struct store *st, void (*fn)(void *arg), void *arg)
 {
 	st->on_up = fn;
 	st->on_up_arg = arg;
+}
+
+void
+store_on_down(struct store *st, void (*fn)(void *arg), void *arg)
+{
+	st->on_down = fn;
+	st->on_down_arg = arg;
 }
 
 int

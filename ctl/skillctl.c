@@ -54,7 +54,7 @@ ctl_db(struct ctl *c)
 		fprintf(stderr, "skillctl: cannot connect to the database: %s", PQerrorMessage(c->db));
 		exit(1);
 	}
-	PQexec(c->db, "SET client_min_messages = warning");
+	PQclear(PQexec(c->db, "SET client_min_messages = warning"));
 	return c->db;
 }
 

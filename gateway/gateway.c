@@ -93,6 +93,7 @@ struct link {
 	struct timespec refill_at;
 	struct event *pump_timer, *pause_timer;
 	bool paused, in_pump, pump_again, tx_up;
+	bool enabled;                 /* may bind (its lock is held, see linklock.h) */
 	int throttle_n;
 	struct concat *concat;
 	uint64_t submitted, submit_failed, received, dlrs;
@@ -106,7 +107,7 @@ struct gateway {
 	struct link links[CONFIG_MAX_LINKS];
 	int nlinks;
 	struct event *tick;
-	bool stopping;
+	bool started, stopping;
 	void (*stop_done)(void *);
 	void *stop_arg;
 	struct event *stop_ev;
@@ -529,6 +530,13 @@ route_bound(struct gateway *gw, const struct msg_mt *mt)
 				         (long long)mt->id, l->conf->name, gw->links[i].conf->name);
 			return &gw->links[i];
 		}
+	if (l != NULL && !l->enabled) {
+		/* held by another instance: wait on a link of ours, if any */
+		for (int i = 0; i < gw->nlinks; i++)
+			if (gw->links[i].enabled)
+				return &gw->links[i];
+		return NULL;
+	}
 	return l;
 }
 
@@ -1008,6 +1016,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		concat_expire(l->concat, (int64_t)time(NULL), l->conf->dc0, concat_done, l);
 		if (!l->tx_up && (l->lane[0].n > 0 || l->lane[1].n > 0))
 			reroute_queued(l); /* room may have appeared elsewhere */
+		if (l->enabled) /* enabled again while it was unbinding */
+			for (int j = 0; j < l->nsess; j++)
+				if (smpp_session_state(l->sess[j]) == SMPP_ST_CLOSED)
+					smpp_session_start(l->sess[j]);
 	}
 }
 
@@ -1022,6 +1034,7 @@ link_init(struct gateway *gw, struct link *l, const struct smsc_conf *c)
 
 	l->gw = gw;
 	l->conf = c;
+	l->enabled = !gw->cfg->link_lock;
 	for (int p = 0; p < MSG_PRIO_COUNT; p++) {
 		l->lane[p].cap = cap;
 		l->lane[p].v = calloc((size_t)cap, sizeof *l->lane[p].v);
@@ -1119,9 +1132,33 @@ gateway_start(struct gateway *gw)
 	struct timeval sec = {1, 0};
 
 	evtimer_add(gw->tick, &sec);
+	gw->started = true;
 	for (int i = 0; i < gw->nlinks; i++)
-		for (int j = 0; j < gw->links[i].nsess; j++)
-			smpp_session_start(gw->links[i].sess[j]);
+		if (gw->links[i].enabled)
+			for (int j = 0; j < gw->links[i].nsess; j++)
+				smpp_session_start(gw->links[i].sess[j]);
+}
+
+void
+gateway_link_enable(struct gateway *gw, const char *name, bool on)
+{
+	struct link *l = NULL;
+
+	for (int i = 0; i < gw->nlinks && l == NULL; i++)
+		if (strcmp(gw->links[i].conf->name, name) == 0)
+			l = &gw->links[i];
+	if (l == NULL || l->enabled == on)
+		return;
+	l->enabled = on;
+	log_info(MOD, "link %s: %s", name, on ? "enabled" : "disabled (standby)");
+	if (!gw->started || gw->stopping)
+		return;
+	for (int j = 0; j < l->nsess; j++) {
+		if (on)
+			smpp_session_start(l->sess[j]); /* or tick_cb, once it has closed */
+		else
+			smpp_session_stop(l->sess[j], l->conf->response_timeout * 1000);
+	}
 }
 
 void
@@ -1147,7 +1184,10 @@ link_state(const struct link *l, int *up)
 		return "bound";
 	if (*up > 0)
 		return "partial";
-	return smpp_session_strstate(smpp_session_state(l->sess[0]));
+	enum smpp_state st = smpp_session_state(l->sess[0]);
+	if (!l->enabled && !l->gw->stopping && (st == SMPP_ST_IDLE || st == SMPP_ST_CLOSED))
+		return "standby";
+	return smpp_session_strstate(st);
 }
 
 int

@@ -48,6 +48,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "household_csv.h"
+#include "http_parse.h"
 #include "log.h"
 #include "msisdn.h"
 #include "pipeline.h"
@@ -60,7 +61,6 @@
 #define HTTP_AUTH_FAIL_WINDOW 60 /* seconds */
 #define HTTP_AUTH_SLOTS 256      /* addresses tracked */
 #define HTTP_MAX_ERRORS 1000     /* per-row import errors listed in a reply */
-#define HTTP_MT_TEXT_MAX 1600    /* bytes of one API message */
 
 enum role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_PARTNER, ROLE_STAFF, ROLE_ADMIN };
 
@@ -708,18 +708,6 @@ h_import(struct hreq *r)
 /* ------------------------------------------------------------------ */
 /* Coverage                                                            */
 
-static bool
-digits_only(const char *s, size_t maxlen)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > maxlen)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-	return true;
-}
-
 static void
 coverage_cb(void *arg, PGresult *res, const char *err)
 {
@@ -761,32 +749,15 @@ coverage_cb(void *arg, PGresult *res, const char *err)
 static void
 h_coverage(struct hreq *r)
 {
-	struct evkeyvalq q;
-	TAILQ_INIT(&q);
 	const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
-	evhttp_parse_query_str(qs ? qs : "", &q);
-	const char *level = evhttp_find_header(&q, "level");
-	const char *parent = evhttp_find_header(&q, "parent");
-	if (level == NULL || *level == '\0')
-		level = "province";
-	if (strcmp(level, "province") != 0 && strcmp(level, "district") != 0 &&
-	    strcmp(level, "commune") != 0) {
-		evhttp_clear_headers(&q);
-		hreq_error(r, 422, "invalid_level", "level must be province, district or commune");
+	const char *detail = NULL;
+	char pbuf[8];
+	const char *err = http_parse_coverage_query(qs, r->arg, sizeof r->arg, pbuf, sizeof pbuf,
+	                                            &detail);
+	if (err != NULL) {
+		hreq_error(r, 422, err, detail);
 		return;
 	}
-	if (parent != NULL && *parent == '\0')
-		parent = NULL;
-	if (parent != NULL && !digits_only(parent, 5)) {
-		evhttp_clear_headers(&q);
-		hreq_error(r, 422, "invalid_parent", "parent must be a locality code (digits)");
-		return;
-	}
-	snprintf(r->arg, sizeof r->arg, "%s", level);
-	char pbuf[8] = "";
-	if (parent)
-		snprintf(pbuf, sizeof pbuf, "%s", parent);
-	evhttp_clear_headers(&q);
 	const char *p[2] = {r->arg, pbuf[0] ? pbuf : NULL};
 	hreq_query(r,
 	           "SELECT sg_coverage_json($1, $2), $2::text,"
@@ -818,7 +789,7 @@ h_coverage(struct hreq *r)
 static void
 h_broadcast_show(struct hreq *r)
 {
-	if (!digits_only(r->arg, 18)) {
+	if (!http_parse_digits(r->arg, 18)) {
 		hreq_error(r, 404, "not_found", "no such broadcast");
 		return;
 	}
@@ -850,14 +821,9 @@ list_cb(void *arg, PGresult *res, const char *err)
 static void
 h_broadcast_list(struct hreq *r)
 {
-	struct evkeyvalq q;
-	TAILQ_INIT(&q);
 	const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
-	evhttp_parse_query_str(qs ? qs : "", &q);
-	const char *lim = evhttp_find_header(&q, "limit");
-	int limit = lim ? atoi(lim) : 50;
-	evhttp_clear_headers(&q);
-	if (limit < 1 || limit > 500) {
+	int limit = http_parse_list_limit(qs);
+	if (limit < 0) {
 		hreq_error(r, 422, "invalid_limit", "limit must be 1..500");
 		return;
 	}
@@ -870,101 +836,6 @@ h_broadcast_list(struct hreq *r)
 	           "  ORDER BY id DESC LIMIT $1::int) b LEFT JOIN LATERAL (" BROADCAST_COUNTS
 	           ") c ON true) x",
 	           1, p, list_cb);
-}
-
-static const char *const skill_codes[] = {"public_services", "shopping", "payment", "safety",
-                                          "platforms"};
-
-/* Validates the §4.2 create body; returns NULL or the error detail. */
-static const char *
-broadcast_validate(json_t *o, const char **tvi, const char **ten, json_t **segment)
-{
-	if (!json_is_object(o))
-		return "the body must be a JSON object";
-	json_t *name = json_object_get(o, "name");
-	if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 200)
-		return "name must be a non-empty string (at most 200 bytes)";
-	json_t *text = json_object_get(o, "text");
-	if (json_is_string(text)) {
-		*tvi = *ten = json_string_value(text);
-	} else if (json_is_object(text)) {
-		json_t *vi = json_object_get(text, "vi"), *en = json_object_get(text, "en");
-		if ((vi && !json_is_string(vi)) || (en && !json_is_string(en)))
-			return "text.vi and text.en must be strings";
-		*tvi = vi ? json_string_value(vi) : NULL;
-		*ten = en ? json_string_value(en) : NULL;
-		if (*tvi && **tvi == '\0')
-			*tvi = NULL;
-		if (*ten && **ten == '\0')
-			*ten = NULL;
-		if (*tvi == NULL && *ten == NULL)
-			return "text needs at least one of vi, en";
-		if (*tvi == NULL)
-			*tvi = *ten;
-		if (*ten == NULL)
-			*ten = *tvi;
-	} else {
-		return "text must be an object {\"vi\": ..., \"en\": ...}";
-	}
-	if (strlen(*tvi) > HTTP_MT_TEXT_MAX || strlen(*ten) > HTTP_MT_TEXT_MAX)
-		return "text longer than 1600 bytes";
-	json_t *seg = json_object_get(o, "segment");
-	if (seg != NULL && !json_is_null(seg)) {
-		if (!json_is_object(seg))
-			return "segment must be an object";
-		static const struct {
-			const char *key;
-			size_t len;
-		} codes[] = {{"province", 2}, {"district", 3}, {"commune", 5}};
-		for (size_t i = 0; i < 3; i++) {
-			json_t *v = json_object_get(seg, codes[i].key);
-			if (v == NULL || json_is_null(v))
-				continue;
-			if (!json_is_string(v) || json_string_length(v) != codes[i].len ||
-			    !digits_only(json_string_value(v), codes[i].len))
-				return codes[i].len == 2 ? "segment.province must be 2 digits"
-				       : codes[i].len == 3 ? "segment.district must be 3 digits"
-				                           : "segment.commune must be 5 digits";
-		}
-		json_t *ms = json_object_get(seg, "missing_skills");
-		if (ms != NULL && !json_is_null(ms)) {
-			if (!json_is_array(ms))
-				return "segment.missing_skills must be an array of skill codes";
-			size_t i;
-			json_t *v;
-			json_array_foreach(ms, i, v)
-			{
-				bool ok = false;
-				for (size_t k = 0; k < 5 && json_is_string(v); k++)
-					if (strcmp(json_string_value(v), skill_codes[k]) == 0)
-						ok = true;
-				if (!ok)
-					return "segment.missing_skills: unknown skill code";
-			}
-		}
-		json_t *lang = json_object_get(seg, "language");
-		if (lang != NULL && !json_is_null(lang) &&
-		    (!json_is_string(lang) || (strcmp(json_string_value(lang), "vi") != 0 &&
-		                               strcmp(json_string_value(lang), "en") != 0)))
-			return "segment.language must be vi or en";
-		json_t *cov = json_object_get(seg, "covered");
-		if (cov != NULL && !json_is_null(cov) && !json_is_boolean(cov))
-			return "segment.covered must be true or false";
-		json_t *since = json_object_get(seg, "registered_since");
-		if (since != NULL && !json_is_null(since) && !json_is_string(since))
-			return "segment.registered_since must be a timestamp string";
-		*segment = seg;
-	}
-	json_t *sa = json_object_get(o, "start_at"), *ea = json_object_get(o, "end_at");
-	if (sa != NULL && !json_is_null(sa) && !json_is_string(sa))
-		return "start_at must be an ISO 8601 timestamp string";
-	if (ea != NULL && !json_is_null(ea) && !json_is_string(ea))
-		return "end_at must be an ISO 8601 timestamp string";
-	json_t *rate = json_object_get(o, "rate");
-	if (rate != NULL && !json_is_null(rate) &&
-	    (!json_is_integer(rate) || json_integer_value(rate) < 1 || json_integer_value(rate) > 100000))
-		return "rate must be an integer 1..100000 (messages per second)";
-	return NULL;
 }
 
 static void
@@ -1001,7 +872,7 @@ h_broadcast_create(struct hreq *r)
 	}
 	const char *tvi = NULL, *ten = NULL;
 	json_t *seg = NULL;
-	const char *why = broadcast_validate(r->json, &tvi, &ten, &seg);
+	const char *why = http_parse_broadcast(r->json, &tvi, &ten, &seg);
 	if (why != NULL) {
 		hreq_error(r, 422, "invalid", why);
 		return;
@@ -1066,7 +937,7 @@ broadcast_cancel_cb(void *arg, PGresult *res, const char *err)
 static void
 h_broadcast_cancel(struct hreq *r)
 {
-	if (!digits_only(r->arg, 18)) {
+	if (!http_parse_digits(r->arg, 18)) {
 		hreq_error(r, 404, "not_found", "no such broadcast");
 		return;
 	}
@@ -1130,27 +1001,13 @@ h_message(struct hreq *r)
 		hreq_error(r, 400, "bad_json", je.text);
 		return;
 	}
-	if (!json_is_object(r->json)) {
-		hreq_error(r, 422, "invalid", "the body must be a JSON object");
-		return;
-	}
-	json_t *to = json_object_get(r->json, "to"), *text = json_object_get(r->json, "text");
-	json_t *id = json_object_get(r->json, "id");
 	char norm[32];
-	if (!json_is_string(to) || msisdn_normalise(json_string_value(to), norm, sizeof norm) != 0) {
-		hreq_error(r, 422, "invalid", "to must be a phone number");
+	const char *why = http_parse_message(r->json, norm, sizeof norm);
+	if (why != NULL) {
+		hreq_error(r, 422, "invalid", why);
 		return;
 	}
-	if (!json_is_string(text) || json_string_length(text) == 0 ||
-	    json_string_length(text) > HTTP_MT_TEXT_MAX) {
-		hreq_error(r, 422, "invalid", "text must be a non-empty string of at most 1600 bytes");
-		return;
-	}
-	if (id != NULL && !json_is_null(id) &&
-	    (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > 64)) {
-		hreq_error(r, 422, "invalid", "id must be a string of 1..64 characters");
-		return;
-	}
+	json_t *text = json_object_get(r->json, "text"), *id = json_object_get(r->json, "id");
 	char cid[160] = "";
 	if (json_is_string(id)) /* client ids are per partner token */
 		snprintf(cid, sizeof cid, "%s:%s", r->who, json_string_value(id));
@@ -1411,7 +1268,7 @@ h_static(struct http_api *h, struct evhttp_request *req, const char *path)
 		return;
 	}
 	/* path is decoded; refuse anything that could climb out of webroot */
-	if (strstr(path, "..") != NULL || strchr(path, '\\') != NULL || strlen(path) > 200) {
+	if (!http_parse_static_ok(path)) {
 		http_send_error(h, req, 404, "not_found", path);
 		return;
 	}
@@ -1498,10 +1355,9 @@ h_ussd(struct hreq *r)
 		return;
 	}
 	hreq_take_body(r);
-	struct evkeyvalq kv;
-	TAILQ_INIT(&kv);
-	if (evhttp_parse_query_str(r->body, &kv) != 0) {
-		evhttp_clear_headers(&kv);
+	struct http_ussd_form f;
+	if (http_parse_ussd_form(r->body, &f) != 0) {
+		http_ussd_form_clear(&f);
 		hreq_error(r, 400, "bad_request", "the body is not a form (x-www-form-urlencoded)");
 		return;
 	}
@@ -1512,10 +1368,8 @@ h_ussd(struct hreq *r)
 	w->seq = r->seq;
 	struct http_api *h = r->h;
 	uint64_t seq = r->seq;
-	int rc = ussd_http(h->ussd, evhttp_find_header(&kv, "sessionId"),
-	                   evhttp_find_header(&kv, "serviceCode"), evhttp_find_header(&kv, "phoneNumber"),
-	                   evhttp_find_header(&kv, "text"), h_ussd_done, w);
-	evhttp_clear_headers(&kv);
+	int rc = ussd_http(h->ussd, f.session_id, f.service_code, f.phone, f.text, h_ussd_done, w);
+	http_ussd_form_clear(&f);
 	if (rc != 0) {
 		free(w);
 		struct hreq *still = hreq_by_seq(h, seq);
@@ -1534,47 +1388,20 @@ http_api_set_ussd(struct http_api *h, struct ussd *u)
 /* ------------------------------------------------------------------ */
 /* Routing                                                             */
 
-struct route {
-	enum evhttp_cmd_type method;
-	const char *prefix; /* path, or prefix when it ends with '/' and has a parameter */
-	const char *suffix; /* after the parameter, or NULL */
-	bool param;
+/* What each API route needs and runs, by enum http_route. */
+static const struct route {
 	enum role need;
 	hreq_fn fn;
+} routes[] = {
+	[HTTP_ROUTE_SUBSCRIBER] = {ROLE_VIEWER, h_subscriber},
+	[HTTP_ROUTE_IMPORT] = {ROLE_STAFF, h_import},
+	[HTTP_ROUTE_COVERAGE] = {ROLE_VIEWER, h_coverage},
+	[HTTP_ROUTE_BROADCAST_CREATE] = {ROLE_STAFF, h_broadcast_create},
+	[HTTP_ROUTE_BROADCAST_LIST] = {ROLE_VIEWER, h_broadcast_list},
+	[HTTP_ROUTE_BROADCAST_CANCEL] = {ROLE_STAFF, h_broadcast_cancel},
+	[HTTP_ROUTE_BROADCAST_SHOW] = {ROLE_VIEWER, h_broadcast_show},
+	[HTTP_ROUTE_MESSAGE] = {ROLE_PARTNER, h_message},
 };
-
-static const struct route routes[] = {
-	{EVHTTP_REQ_GET, "/api/v1/subscribers/", NULL, true, ROLE_VIEWER, h_subscriber},
-	{EVHTTP_REQ_POST, "/api/v1/households/import", NULL, false, ROLE_STAFF, h_import},
-	{EVHTTP_REQ_GET, "/api/v1/reports/coverage", NULL, false, ROLE_VIEWER, h_coverage},
-	{EVHTTP_REQ_POST, "/api/v1/broadcasts", NULL, false, ROLE_STAFF, h_broadcast_create},
-	{EVHTTP_REQ_GET, "/api/v1/broadcasts", NULL, false, ROLE_VIEWER, h_broadcast_list},
-	{EVHTTP_REQ_POST, "/api/v1/broadcasts/", "/cancel", true, ROLE_STAFF, h_broadcast_cancel},
-	{EVHTTP_REQ_GET, "/api/v1/broadcasts/", NULL, true, ROLE_VIEWER, h_broadcast_show},
-	{EVHTTP_REQ_POST, "/api/v1/messages", NULL, false, ROLE_PARTNER, h_message},
-};
-
-/* Does path match route t? Fills param. */
-static bool
-route_match(const struct route *t, const char *path, char *param, size_t cap)
-{
-	size_t pl = strlen(t->prefix);
-	if (!t->param)
-		return strcmp(path, t->prefix) == 0;
-	if (strncmp(path, t->prefix, pl) != 0)
-		return false;
-	const char *rest = path + pl;
-	const char *slash = strchr(rest, '/');
-	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-	if (n == 0 || n >= cap)
-		return false;
-	const char *tail = rest + n;
-	if (t->suffix ? strcmp(tail, t->suffix) != 0 : *tail != '\0')
-		return false;
-	memcpy(param, rest, n);
-	param[n] = '\0';
-	return true;
-}
 
 static void
 http_gen_cb(struct evhttp_request *req, void *arg)
@@ -1582,19 +1409,9 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	struct http_api *h = arg;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
-	if (raw == NULL || *raw == '\0')
-		raw = "/";
-	char *path = evhttp_uridecode(raw, 0, NULL);
-	if (path == NULL || strlen(path) != strlen(path)) {
+	char *path = http_parse_path(uri ? evhttp_uri_get_path(uri) : NULL);
+	if (path == NULL) {
 		http_send_error(h, req, 400, "bad_request", "bad path");
-		free(path);
-		return;
-	}
-	/* a NUL decoded from %00 would end the string early: refuse it */
-	if (strstr(raw, "%00") != NULL) {
-		http_send_error(h, req, 400, "bad_request", "bad path");
-		free(path);
 		return;
 	}
 
@@ -1635,23 +1452,23 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strncmp(path, "/api/", 5) == 0) {
-		bool path_known = false;
-		for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-			char param[64];
-			if (!route_match(&routes[i], path, param, sizeof param))
-				continue;
-			path_known = true;
-			if (routes[i].method != cmd)
-				continue;
+		enum http_parse_method m = cmd == EVHTTP_REQ_GET    ? HTTP_PARSE_GET
+		                           : cmd == EVHTTP_REQ_POST ? HTTP_PARSE_POST
+		                           : cmd == EVHTTP_REQ_HEAD ? HTTP_PARSE_HEAD
+		                                                    : HTTP_PARSE_OTHER;
+		char param[HTTP_PARSE_PARAM_MAX];
+		enum http_route rt = http_parse_route(path, m, param, sizeof param);
+		if (rt != HTTP_ROUTE_UNKNOWN && rt != HTTP_ROUTE_BAD_METHOD) {
 			struct hreq *r = hreq_new(h, req);
-			r->need = routes[i].need;
-			r->handler = routes[i].fn;
-			if (routes[i].param)
+			r->need = routes[rt].need;
+			r->handler = routes[rt].fn;
+			if (http_route_has_param(rt))
 				snprintf(r->arg, sizeof r->arg, "%s", param);
 			free(path);
 			auth_start(r);
 			return;
 		}
+		bool path_known = rt == HTTP_ROUTE_BAD_METHOD;
 		if (path_known)
 			http_send_error(h, req, 405, "method_not_allowed", path);
 		else

@@ -11,9 +11,11 @@
  *
  * Start-up order (each step needs the ones before it):
  *   config -> logging -> content -> store (PostgreSQL pool) -> gateway
- *   (SMPP links) -> pipeline (joins gateway and store) -> loop.
+ *   (SMPP links) -> pipeline (joins gateway and store) -> linklock (binds
+ *   each link once its advisory lock is held, see linklock.h) -> loop.
  * SIGTERM/SIGINT: the gateway unbinds (in-flight responses awaited, their
- * outcomes handed to the pipeline), then the pipeline commits what it holds,
+ * outcomes handed to the pipeline), the link locks are released (another
+ * instance may bind), then the pipeline commits what it holds,
  * the store drains, and the loop exits;
  * shutdown_timeout bounds the whole. SIGHUP reloads the content and the log
  * level; sessions and flows in progress are kept.
@@ -32,6 +34,7 @@
 #include "content.h"
 #include "gateway.h"
 #include "http_api.h"
+#include "linklock.h"
 #include "log.h"
 #include "pipeline.h"
 #include "scheduler.h"
@@ -48,6 +51,7 @@ struct daemon {
 	struct ussd *ussd; /* USSD menus (core/ussd.c), fed by the pipeline's hook */
 	struct http_api *http;
 	struct sched *sched;
+	struct linklock *locks; /* which links this instance binds */
 	struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
 	bool stopping;
 };
@@ -108,6 +112,7 @@ static void
 stop_gateway_done(void *arg)
 {
 	struct daemon *d = arg;
+	linklock_stop(d->locks); /* unbound: let another instance take the links */
 	pipeline_stop(d->pipe, stop_pipeline_done, d);
 }
 
@@ -165,6 +170,16 @@ sig_hup_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	free(fresh);
 	log_info("main", "SIGHUP: content reloaded");
+}
+
+/* A link's lock was taken or lost: bind or unbind it; with no link held,
+ * the outbox is left to the instances that hold some. */
+static void
+link_lock_cb(void *arg, const char *link, bool held)
+{
+	struct daemon *d = arg;
+	gateway_link_enable(d->gw, link, held);
+	pipeline_set_standby(d->pipe, linklock_held(d->locks) == 0);
 }
 
 static void
@@ -226,6 +241,8 @@ daemon_start(struct daemon *d)
 	ussd_set_content(d->ussd, d->content);
 	pipeline_set_ussd(d->pipe, ussd_handle, d->ussd);
 	d->sched = sched_new(d->base, &d->cfg, d->store);
+	d->locks = linklock_new(d->base, &d->cfg, link_lock_cb, d);
+	pipeline_set_standby(d->pipe, d->cfg.link_lock && d->cfg.n_links > 0);
 	pipeline_set_content(d->pipe, d->content);
 	store_on_up(d->store, store_up_cb, d);
 	if (d->cfg.http_listen[0] != '\0') {
@@ -247,6 +264,7 @@ daemon_start(struct daemon *d)
 
 	store_start(d->store);
 	gateway_start(d->gw);
+	linklock_start(d->locks);
 	sched_start(d->sched);
 	log_info("main", "skillgated started: %d link(s), database pool %d", d->cfg.n_links,
 	         d->cfg.db_pool);
@@ -256,6 +274,7 @@ static void
 daemon_free(struct daemon *d)
 {
 	http_api_free(d->http);
+	linklock_free(d->locks);
 	gateway_free(d->gw);
 	ussd_free(d->ussd);
 	pipeline_free(d->pipe);

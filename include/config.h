@@ -79,6 +79,8 @@ struct sg_config {
 	char pid_file[256];
 	int shutdown_timeout;     /* seconds to finish in-flight work */
 	char instance_name[64];
+	bool link_lock;           /* hold each link's advisory lock to bind it */
+	int link_lock_interval;   /* seconds between lock attempts and heartbeats */
 	/* [database] */
 	char db_conninfo[512];
 	int db_pool;              /* connections */

@@ -8,6 +8,7 @@
 #ifndef SG_GATEWAY_H
 #define SG_GATEWAY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -18,7 +19,7 @@ struct gateway;
 
 struct gateway_link_status {
 	char name[MSG_LINK_MAX];
-	const char *state;       /* "connecting", "binding", "bound", ... (static) */
+	const char *state;       /* "connecting", "binding", "bound", "standby", ... (static) */
 	int binds_up;            /* bound sessions (2 for tx+rx) */
 	int window_used, window; /* outstanding requests / limit */
 	int rate;                /* configured segments per second */
@@ -32,8 +33,21 @@ struct gateway *gateway_new(struct event_base *base, const struct sg_config *cfg
                             const struct core_ops *ops, void *core);
 void gateway_free(struct gateway *gw);
 
-/* Connects and binds every link. */
+/*
+ * Connects and binds every enabled link. Links start enabled unless
+ * [gateway] link_lock is set; then each waits for gateway_link_enable().
+ */
 void gateway_start(struct gateway *gw);
+
+/*
+ * Enables link name (connects and binds it, also before gateway_start,
+ * which then starts it) or disables it: it unbinds cleanly within its
+ * response_timeout, its queued MT fail over to other bound links as when a
+ * link drops, and it no longer reconnects ("standby" in its status). Unknown
+ * names and no-change calls are ignored. Called by main.c as linklock.h
+ * reports a link's lock held or lost.
+ */
+void gateway_link_enable(struct gateway *gw, const char *name, bool on);
 
 /*
  * Unbinds every link cleanly, waiting for in-flight responses up to

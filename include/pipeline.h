@@ -61,6 +61,14 @@ void pipeline_set_content(struct pipeline *p, const struct content *c);
 /* The table the gateway calls (first argument: the pipeline). */
 const struct core_ops *pipeline_core_ops(void);
 
+/*
+ * standby: this instance holds no SMPP link (another instance binds them,
+ * see linklock.h), so the outbox is left to the others: no queued MT is
+ * claimed until it is cleared. Replies and work already claimed still go to
+ * the gateway.
+ */
+void pipeline_set_standby(struct pipeline *p, bool standby);
+
 /* Re-reads pending work from the database; called whenever the store comes up. */
 void pipeline_recover(struct pipeline *p);
 

@@ -54,6 +54,12 @@ int store_up(const struct store *st);
  * to at least one: the place to re-read pending work. */
 void store_on_up(struct store *st, void (*fn)(void *arg), void *arg);
 
+/* Called (from the loop) each time the store goes from at least one live
+ * connection to none, after the in-flight requests of the lost connection
+ * were failed: the place to forget state tied to a session (e.g. advisory
+ * locks, see linklock.h). */
+void store_on_down(struct store *st, void (*fn)(void *arg), void *arg);
+
 /* Queries waiting plus in flight. */
 int store_pending(const struct store *st);
 

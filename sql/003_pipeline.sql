@@ -20,50 +20,56 @@ CREATE FUNCTION sg_recompute_proficiency(p_rule text) RETURNS bigint LANGUAGE sq
     SELECT count(*) FROM u
 $$;
 
--- Everything the flow engine needs to know about a set of subscribers, one
--- row per existing subscriber of p_msisdn (duplicates and unknown numbers
--- give no extra row), in one set-based query: the household aggregates
--- (members, some member proficient in all five skills, mask of skills some
--- member is proficient in) and the per-skill lists in skills.position order.
--- A single SELECT so that callers inline it and plan it once.
+-- Everything the flow engine needs to know about a set of subscribers: one
+-- row per element of p_msisdn (idx 1..n, in that order; all NULL but idx
+-- for a NULL element or an unknown number), in one set-based query: the
+-- household aggregates (members, some member proficient in all five skills,
+-- mask of the skills some member is proficient in) and the per-skill lists in
+-- skills.position order. Callers zip their own arrays by idx (no join).
 CREATE FUNCTION sg_sub_snapshots(p_msisdn text[])
-RETURNS TABLE (msisdn text, language text, opted_out boolean, flow_state text,
+RETURNS TABLE (idx int, msisdn text, language text, opted_out boolean, flow_state text,
                flow_state_at bigint, help_at bigint, household text, hh_covered boolean,
                hh_members int, hh_skills int, self_levels text, best_quiz text, passed text)
 LANGUAGE sql STABLE AS $$
-    WITH s AS MATERIALIZED (
-        SELECT s.msisdn, s.language, s.opted_out, s.flow_state, s.flow_state_at, s.help_at,
-               s.household_id
-          FROM subscribers s WHERE s.msisdn = ANY (p_msisdn)),
+    WITH u AS MATERIALIZED (
+        SELECT u.idx::int AS idx, s.msisdn, s.language, s.opted_out, s.flow_state,
+               s.flow_state_at, s.help_at, s.household_id
+          FROM unnest(p_msisdn) WITH ORDINALITY AS u(msisdn, idx)
+          LEFT JOIN subscribers s ON s.msisdn = u.msisdn),
     hh AS (
         SELECT m.household_id, count(*)::int AS members,
                coalesce(bool_or(pc.n = 5), false) AS covered,
                coalesce(bit_or(pc.mask), 0) AS mask
           FROM subscribers m
           CROSS JOIN LATERAL (
-               SELECT count(*) AS n, bit_or(1 << (k.position - 1)) AS mask
+               SELECT count(*) FILTER (WHERE p.proficient) AS n,
+                      bit_or(1 << (k.position - 1)) FILTER (WHERE p.proficient) AS mask
                  FROM proficiency p JOIN skills k ON k.code = p.skill
-                WHERE p.msisdn = m.msisdn AND p.proficient) pc
-         WHERE m.household_id IN (SELECT s.household_id FROM s WHERE s.household_id IS NOT NULL)
-         GROUP BY m.household_id),
-    pr AS (
-        SELECT s.msisdn,
-               string_agg(coalesce(p.self_level, -1)::text, ',' ORDER BY k.position) AS self_levels,
-               string_agg(coalesce(p.best_quiz, -1)::text, ',' ORDER BY k.position) AS best_quiz,
-               string_agg(CASE WHEN p.quiz_passed_at IS NULL THEN '0' ELSE '1' END, ','
-                          ORDER BY k.position) AS passed
-          FROM s CROSS JOIN skills k
-          LEFT JOIN proficiency p ON p.msisdn = s.msisdn AND p.skill = k.code
-         GROUP BY s.msisdn)
-    SELECT s.msisdn, s.language, s.opted_out, s.flow_state,
-           coalesce(extract(epoch FROM s.flow_state_at)::bigint, 0),
-           coalesce(extract(epoch FROM s.help_at)::bigint, 0),
-           coalesce(h.code, ''), coalesce(hh.covered, false), coalesce(hh.members, 0),
-           coalesce(hh.mask, 0), pr.self_levels, pr.best_quiz, pr.passed
-      FROM s
-      JOIN pr ON pr.msisdn = s.msisdn
-      LEFT JOIN households h ON h.id = s.household_id
-      LEFT JOIN hh ON hh.household_id = s.household_id
+                WHERE p.msisdn = m.msisdn) pc
+         WHERE m.household_id IN (SELECT u.household_id FROM u WHERE u.household_id IS NOT NULL)
+         GROUP BY m.household_id)
+    SELECT u.idx, u.msisdn, u.language, u.opted_out, u.flow_state,
+           CASE WHEN u.msisdn IS NOT NULL THEN coalesce(extract(epoch FROM u.flow_state_at)::bigint, 0) END,
+           CASE WHEN u.msisdn IS NOT NULL THEN coalesce(extract(epoch FROM u.help_at)::bigint, 0) END,
+           CASE WHEN u.msisdn IS NOT NULL THEN coalesce(h.code, '') END,
+           CASE WHEN u.msisdn IS NOT NULL THEN coalesce(hh.covered, false) END,
+           CASE WHEN u.msisdn IS NOT NULL THEN coalesce(hh.members, 0) END,
+           CASE WHEN u.msisdn IS NOT NULL THEN coalesce(hh.mask, 0) END,
+           pr.self_levels, pr.best_quiz, pr.passed
+      FROM u
+      LEFT JOIN households h ON h.id = u.household_id
+      LEFT JOIN hh ON hh.household_id = u.household_id
+      CROSS JOIN LATERAL (
+           SELECT string_agg(coalesce(p.self_level, -1)::text, ',' ORDER BY k.position)
+                      AS self_levels,
+                  string_agg(coalesce(p.best_quiz, -1)::text, ',' ORDER BY k.position)
+                      AS best_quiz,
+                  string_agg(CASE WHEN p.quiz_passed_at IS NULL THEN '0' ELSE '1' END, ','
+                             ORDER BY k.position) AS passed
+             FROM skills k
+             LEFT JOIN proficiency p ON p.msisdn = u.msisdn AND p.skill = k.code
+            WHERE u.msisdn IS NOT NULL) pr
+     ORDER BY u.idx
 $$;
 
 -- Everything the flow engine needs to know about one subscriber (no row when
@@ -106,6 +112,7 @@ DECLARE
     a_id bigint[];
     a_status text[];
     a_new boolean[];
+    a_num text[];
 BEGIN
     IF coalesce(cardinality(p_msisdn), 0) = 0 THEN
         RETURN;
@@ -185,21 +192,19 @@ BEGIN
     SELECT array_agg(CASE WHEN d.dup THEN coalesce(d.ref_id, r.id) ELSE i.id END ORDER BY d.idx),
            array_agg(CASE WHEN d.dup THEN 'duplicate'
                           WHEN i.n_loop >= p_loop_max THEN 'looping' ELSE 'new' END ORDER BY d.idx),
-           array_agg(coalesce(NOT d.dup AND i.first_of_num AND u.is_new, false) ORDER BY d.idx)
-      INTO a_id, a_status, a_new
+           array_agg(coalesce(NOT d.dup AND i.first_of_num AND u.is_new, false) ORDER BY d.idx),
+           array_agg(CASE WHEN NOT d.dup THEN d.msisdn END ORDER BY d.idx)
+      INTO a_id, a_status, a_new, a_num
       FROM dec d
       LEFT JOIN ins_src i ON i.idx = d.idx
       LEFT JOIN ins_src r ON r.idx = d.ref_idx
       LEFT JOIN sub u ON u.msisdn = d.msisdn AND NOT d.dup;
 
     RETURN QUERY
-    SELECT t.idx::int, t.mo_id, t.status, t.is_new, s.language, s.opted_out, s.flow_state,
-           s.flow_state_at, s.help_at, s.household, s.hh_covered, s.hh_members, s.hh_skills,
-           s.self_levels, s.best_quiz, s.passed
-      FROM unnest(a_id, a_status, a_new) WITH ORDINALITY AS t(mo_id, status, is_new, idx)
-      LEFT JOIN sg_sub_snapshots(p_msisdn) s
-             ON s.msisdn = p_msisdn[t.idx] AND t.status <> 'duplicate'
-     ORDER BY t.idx;
+    SELECT s.idx, a_id[s.idx], a_status[s.idx], a_new[s.idx], s.language, s.opted_out,
+           s.flow_state, s.flow_state_at, s.help_at, s.household, s.hh_covered, s.hh_members,
+           s.hh_skills, s.self_levels, s.best_quiz, s.passed
+      FROM sg_sub_snapshots(a_num) s ORDER BY s.idx;
 END $$;
 
 -- Snapshot of MOs committed but never processed (after a crash), at least
@@ -211,16 +216,17 @@ RETURNS TABLE (mo_id bigint, link text, msisdn text, dest text, text text, parti
                hh_skills int, self_levels text, best_quiz text, passed text)
 LANGUAGE sql STABLE AS $$
     WITH m AS MATERIALIZED (
-        SELECT m.id, m.link, m.msisdn, m.dest, m.text, m.partial
-          FROM mo_messages m
-         WHERE m.state = 'received'
-           AND m.received_at <= clock_timestamp() - make_interval(secs => p_min_age)
-           AND EXISTS (SELECT 1 FROM subscribers s WHERE s.msisdn = m.msisdn)
-         ORDER BY m.id LIMIT p_limit)
+        SELECT m.id, m.link, m.msisdn, m.dest, m.text, m.partial,
+               row_number() OVER (ORDER BY m.id)::int AS rn
+          FROM (SELECT m.* FROM mo_messages m
+                 WHERE m.state = 'received'
+                   AND m.received_at <= clock_timestamp() - make_interval(secs => p_min_age)
+                   AND EXISTS (SELECT 1 FROM subscribers s WHERE s.msisdn = m.msisdn)
+                 ORDER BY m.id LIMIT p_limit) m)
     SELECT m.id, m.link, m.msisdn, m.dest, m.text, m.partial,
            s.language, s.opted_out, s.flow_state, s.flow_state_at, s.help_at, s.household,
            s.hh_covered, s.hh_members, s.hh_skills, s.self_levels, s.best_quiz, s.passed
-      FROM m JOIN sg_sub_snapshots(ARRAY(SELECT m.msisdn FROM m)) s ON s.msisdn = m.msisdn
+      FROM m JOIN sg_sub_snapshots(ARRAY(SELECT m.msisdn FROM m ORDER BY m.rn)) s ON s.idx = m.rn
      ORDER BY m.id
 $$;
 

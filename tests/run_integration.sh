@@ -16,7 +16,7 @@ export SG_PG_PORT=$port SG_PG_DIR=$pgdir
 files=${SG_TESTS:-$(ls tests/integration/*.test.js 2>/dev/null)}
 [ -n "$files" ] || { echo "integration: 0 passed, 0 failed"; exit 0; }
 out=$(mktemp)
-node --test --test-concurrency=1 --test-reporter=tap $files 2>&1 | tee "$out" | grep --line-buffered -E '^(ok|not ok) [0-9]+ - |^# (pass|fail|tests) '
+node --test --test-concurrency=1 --test-timeout=${SG_TEST_TIMEOUT_MS:-300000} --test-reporter=tap $files 2>&1 | tee "$out" | grep --line-buffered -E '^(ok|not ok) [0-9]+ - |^# (pass|fail|tests) '
 rc=${PIPESTATUS[0]}
 pass=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$out" | tail -1)
 fail=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$out" | tail -1)

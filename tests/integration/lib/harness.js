@@ -78,11 +78,25 @@ async function adminQuery(sql) {
   try { return await c.query(sql); } finally { await c.end(); }
 }
 
+// Starts everything; on failure stops what was started (so a failed start
+// never leaves a simulator or a client holding the test process open).
 async function start(opts = {}) {
+  const cleanup = [];
+  try {
+    return await startInner(opts, cleanup);
+  } catch (e) {
+    for (const fn of cleanup.reverse()) await Promise.resolve().then(fn).catch(() => {});
+    throw e;
+  }
+}
+
+async function startInner(opts, cleanup) {
   if (!PG_PORT) throw new Error('SG_PG_PORT is not set: run through tests/run_integration.sh');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sgtest-'));
   const dbname = `sg_${process.pid}_${++dbCounter}`;
   await adminQuery(`CREATE DATABASE ${dbname}`);
+  cleanup.push(() => adminQuery(`DROP DATABASE IF EXISTS ${dbname} WITH (FORCE)`));
+  cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }));
   const conninfo = `host=127.0.0.1 port=${PG_PORT} dbname=${dbname} user=postgres`;
 
   const sims = {};
@@ -90,6 +104,7 @@ async function start(opts = {}) {
   for (const [name, simOpts] of Object.entries(linkDefs)) {
     const sim = new SmscSim({ port: 0, systemId: 'skillgate', password: 'secret', ...(simOpts.sim || simOpts) });
     await sim.start();
+    cleanup.push(() => sim.stop());
     sims[name] = sim;
   }
   const httpPort = opts.http ? await freePort() : 0;
@@ -118,6 +133,7 @@ async function start(opts = {}) {
   const db = new Client({ host: '127.0.0.1', port: PG_PORT, user: 'postgres', database: dbname });
   db.on('error', () => {}); // tests restart PostgreSQL on purpose
   await db.connect();
+  cleanup.push(() => db.end());
 
   const env = {
     dir, dbname, conninfo, confPath, sims, sim: Object.values(sims)[0], db,
@@ -182,6 +198,7 @@ async function start(opts = {}) {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+  cleanup.push(() => { for (const d of env.daemons) if (!d.exited) d.child.kill('SIGKILL'); });
   if (opts.daemon !== false) await env.startDaemon();
   return env;
 }
