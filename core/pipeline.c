@@ -104,6 +104,14 @@ struct pipeline {
 	bool sweeping;
 	bool sweep_soon;                /* next sweep takes MOs of any age */
 
+	/*
+	 * At most one batch of each kind is committing at a time (more only when
+	 * the open one is full): while one commits the next grows, so under load
+	 * batches get big and commits (fsyncs) few, and at low load nothing waits.
+	 */
+	int mo_committing;
+	bool res_committing, dlr_committing;
+
 	struct result_batch res;
 	struct event *res_timer;
 	struct dlr_batch dlr;
@@ -121,6 +129,8 @@ struct pipeline {
 static void mo_batch_flush(struct pipeline *p);
 static void mt_push_pending(struct pipeline *p, enum msg_prio prio);
 static void pipeline_check_stop(struct pipeline *p);
+static void res_flush(struct pipeline *p);
+static void dlr_flush(struct pipeline *p);
 
 int64_t
 pipeline_now(void)
@@ -513,8 +523,10 @@ ingest_cb(void *arg, PGresult *res, const char *err)
 	struct mo_batch *b = arg;
 	struct pipeline *p = b->p;
 	p->in_flight--;
+	p->mo_committing--;
 	if (res == NULL || PQntuples(res) != b->n) {
 		mo_batch_fail(p, b, res == NULL ? err : "short result");
+		mo_batch_flush(p);
 		pipeline_check_stop(p);
 		return;
 	}
@@ -537,6 +549,7 @@ ingest_cb(void *arg, PGresult *res, const char *err)
 	mo_run_flows(p, b->head, rows);
 	free(rows);
 	free(b);
+	mo_batch_flush(p); /* what arrived meanwhile */
 	pipeline_check_stop(p);
 }
 
@@ -546,6 +559,8 @@ mo_batch_flush(struct pipeline *p)
 	struct mo_batch *b = p->open_mo;
 	if (b == NULL || b->n == 0)
 		return;
+	if (p->mo_committing > 0 && b->n < p->cfg->db_batch_max && !p->stopping)
+		return; /* ingest_cb flushes it when the one committing is done */
 	p->open_mo = NULL;
 	evtimer_del(p->mo_timer);
 
@@ -585,6 +600,7 @@ mo_batch_flush(struct pipeline *p)
 		return;
 	}
 	p->in_flight++;
+	p->mo_committing++;
 }
 
 static void
@@ -856,9 +872,11 @@ res_done_cb(void *arg, PGresult *res, const char *err)
 {
 	struct pipeline *p = arg;
 	p->in_flight--;
+	p->res_committing = false;
 	if (res == NULL)
 		log_warn("pipeline", "recording submit results failed: %s (receipts will still match)",
 		         err);
+	res_flush(p); /* what arrived meanwhile */
 	pipeline_check_stop(p);
 }
 
@@ -866,7 +884,7 @@ static void
 res_flush(struct pipeline *p)
 {
 	struct result_batch *b = &p->res;
-	if (b->n == 0)
+	if (b->n == 0 || (p->res_committing && b->n < p->cfg->db_batch_max))
 		return;
 	evtimer_del(p->res_timer);
 	struct strbuf *f[] = {&b->mt,     &b->part, &b->nparts, &b->link,
@@ -877,11 +895,13 @@ res_flush(struct pipeline *p)
 		params[i] = f[i]->s;
 	}
 	p->in_flight++;
+	p->res_committing = true;
 	if (store_query(p->st,
 	                "SELECT sg_mt_results($1::bigint[], $2::int[], $3::int[], $4::text[], "
 	                "$5::int[], $6::text[], $7::boolean[])",
 	                7, params, res_done_cb, p) == 0) {
 		p->in_flight--;
+		p->res_committing = false;
 		log_warn("pipeline", "%d submit results not recorded: database unavailable", b->n);
 	}
 	res_init(b);
@@ -946,11 +966,13 @@ dlr_done_cb(void *arg, PGresult *res, const char *err)
 	struct dlr_ctx *c = arg;
 	struct pipeline *p = c->p;
 	p->in_flight--;
+	p->dlr_committing = false;
 	if (res == NULL)
 		log_warn("pipeline", "%d receipts not committed (%s): temporary error", c->n, err);
 	p->gw->ack(p->gwarg, c->acks, c->n, res ? 0 : (uint32_t)p->cfg->mo_temp_error);
 	free(c->acks);
 	free(c);
+	dlr_flush(p); /* what arrived meanwhile */
 	pipeline_check_stop(p);
 }
 
@@ -958,7 +980,7 @@ static void
 dlr_flush(struct pipeline *p)
 {
 	struct dlr_batch *b = &p->dlr;
-	if (b->n == 0)
+	if (b->n == 0 || (p->dlr_committing && b->n < p->cfg->db_batch_max))
 		return;
 	evtimer_del(p->dlr_timer);
 	struct dlr_ctx *c = malloc(sizeof *c);
@@ -975,11 +997,20 @@ dlr_flush(struct pipeline *p)
 		strbuf_pgarr_end(f[i]);
 		params[i] = f[i]->s;
 	}
-	p->in_flight++;
-	if (store_query(p->st, "SELECT sg_dlr_apply($1::text[], $2::text[], $3::int[], $4::int[])",
-	                4, params, dlr_done_cb, c) == 0)
-		dlr_done_cb(c, NULL, "database unavailable");
+	uint64_t id = store_query(p->st,
+	                          "SELECT sg_dlr_apply($1::text[], $2::text[], $3::int[], $4::int[])",
+	                          4, params, dlr_done_cb, c);
 	dlr_reset(b);
+	if (id == 0) {
+		log_warn("pipeline", "%d receipts not committed (database unavailable): temporary error",
+		         c->n);
+		p->gw->ack(p->gwarg, c->acks, c->n, (uint32_t)p->cfg->mo_temp_error);
+		free(c->acks);
+		free(c);
+		return;
+	}
+	p->in_flight++;
+	p->dlr_committing = true;
 }
 
 static void
