@@ -2,12 +2,19 @@
  * linklock.c — advisory locks on the SMPP links and the instance heartbeat
  * (see linklock.h).
  *
- * State per link: held (we own its lock on our connection) and busy (a
+ * State per link: held (we own its lock on our connection), unsure (held
+ * when our connection was lost: to be taken again) and busy (a
  * pg_try_advisory_lock is in flight). A timer runs every link_lock_interval
  * seconds, and once as soon as the connection comes up: one attempt per link
- * not held and not busy, and one heartbeat. Losing the connection (store
- * on_down) clears every held flag and reports each link not held; the
- * requests in flight then fail and clear their busy flags.
+ * not held or unsure and not busy, and one heartbeat.
+ *
+ * Losing the connection (store on_down) does not unbind at once: a
+ * PostgreSQL restart must not take the links down (MOs keep getting
+ * temporary errors, §6), and while the database is unreachable no other
+ * instance can take a lock either. The held links become unsure: when the
+ * connection is back their locks are taken again at once and a link whose
+ * lock another instance took meanwhile is reported not held; a link still
+ * unsure after LINKLOCK_STALE_BEATS intervals is reported not held too.
  */
 #include "linklock.h"
 
@@ -26,7 +33,7 @@
 struct ll_link {
 	struct linklock *ll;
 	const char *name; /* cfg->links[i].name */
-	bool held, busy;
+	bool held, unsure, busy;
 	uint64_t req;
 };
 
@@ -35,6 +42,7 @@ struct linklock {
 	const struct sg_config *cfg;
 	struct store *st; /* NULL once stopped */
 	struct event *timer;
+	struct event *grace; /* unsure links give up */
 	linklock_cb on_change;
 	void *arg;
 	char owner[64];
@@ -65,10 +73,11 @@ lock_cb(void *arg, PGresult *res, const char *err)
 		log_warn(MOD, "link %s: lock attempt failed: %s", k->name, err);
 		return;
 	}
-	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
-		ll_set(k, true);
-	else
+	bool got = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	k->unsure = false;
+	if (!got)
 		log_debug(MOD, "link %s: held by another instance", k->name);
+	ll_set(k, got);
 }
 
 static void
@@ -96,7 +105,7 @@ ll_round(struct linklock *ll)
 		for (int i = 0; i < ll->nlinks; i++) {
 			struct ll_link *k = &ll->links[i];
 			const char *params[] = {k->name};
-			if (k->held || k->busy)
+			if ((k->held && !k->unsure) || k->busy)
 				continue;
 			k->req = store_query(ll->st,
 			                     "SELECT pg_try_advisory_lock("
@@ -126,16 +135,40 @@ up_cb(void *arg)
 	ll_round(arg);
 }
 
-/* The connection is gone, and every session lock with it. */
+/* The connection is gone, and every session lock with it: see the top. */
 static void
 down_cb(void *arg)
 {
 	struct linklock *ll = arg;
+	struct timeval tv = {ll->cfg->link_lock_interval * LINKLOCK_STALE_BEATS, 0};
+	bool any = false;
 
 	if (!ll->cfg->link_lock)
 		return;
 	for (int i = 0; i < ll->nlinks; i++)
-		ll_set(&ll->links[i], false);
+		if (ll->links[i].held) {
+			ll->links[i].unsure = true;
+			any = true;
+		}
+	if (any) {
+		log_warn(MOD, "lock connection lost: links stay bound for %ld s unless taken again",
+		         (long)tv.tv_sec);
+		evtimer_add(ll->grace, &tv);
+	}
+}
+
+static void
+grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct linklock *ll = arg;
+
+	for (int i = 0; i < ll->nlinks; i++) {
+		struct ll_link *k = &ll->links[i];
+		if (k->unsure) {
+			k->unsure = false;
+			ll_set(k, false);
+		}
+	}
 }
 
 struct linklock *
@@ -162,7 +195,8 @@ linklock_new(struct event_base *base, const struct sg_config *cfg, linklock_cb o
 	}
 	ll->st = store_new(base, cfg->db_conninfo, 1, CONFIG_MAX_LINKS + 4, cfg->db_reconnect_max);
 	ll->timer = event_new(base, -1, EV_PERSIST, timer_cb, ll);
-	if (ll->timer == NULL)
+	ll->grace = evtimer_new(base, grace_cb, ll);
+	if (ll->timer == NULL || ll->grace == NULL)
 		fatal("out of memory");
 	store_on_up(ll->st, up_cb, ll);
 	store_on_down(ll->st, down_cb, ll);
@@ -190,10 +224,12 @@ linklock_stop(struct linklock *ll)
 	if (ll->st == NULL)
 		return;
 	evtimer_del(ll->timer);
+	evtimer_del(ll->grace);
 	store_free(ll->st); /* closes the session: PostgreSQL releases its locks */
 	ll->st = NULL;
 	for (int i = 0; i < ll->nlinks; i++) {
 		ll->links[i].held = false;
+		ll->links[i].unsure = false;
 		ll->links[i].busy = false;
 	}
 	if (ll->cfg->link_lock && ll->nlinks > 0)
@@ -217,5 +253,6 @@ linklock_free(struct linklock *ll)
 		return;
 	linklock_stop(ll);
 	event_free(ll->timer);
+	event_free(ll->grace);
 	free(ll);
 }

@@ -390,9 +390,12 @@ auth_failed(struct hreq *r, const char *why)
 	struct fail_entry *f = auth_fail_slot(h, r->addr, true);
 	f->count++;
 	h->auth_failures++;
-	log_warn("http", "authentication failed from %s: %s (%s %s)", r->addr, why,
+	/* the path only: a client may have put its token in the query string */
+	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->req);
+	const char *upath = u ? evhttp_uri_get_path(u) : NULL;
+	log_warn("http", "authentication failed from %s: %s (%s %.200s)", r->addr, why,
 	         evhttp_request_get_command(r->req) == EVHTTP_REQ_POST ? "POST" : "GET",
-	         evhttp_request_get_uri(r->req));
+	         upath ? upath : "?");
 	hreq_error(r, 401, "unauthorized", why);
 }
 
@@ -660,23 +663,24 @@ h_import(struct hreq *r)
 	for (int i = 0; i < 8; i++)
 		strbuf_pgarr_begin(&r->a[i]);
 	struct hhcsv *p = hhcsv_new(import_row_cb, r);
-	/* stream the body through the parser chunk by chunk (no copy) */
+	/* stream the body through the parser chunk by chunk (no copy). The
+	 * length is given to evbuffer_peek: with -1 it stops at the 16th chain
+	 * and says 16, which once silently dropped the rest of a large body. */
 	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+	size_t total = evbuffer_get_length(in), done = 0;
 	struct evbuffer_ptr pos;
-	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
 	struct evbuffer_iovec vec[16];
-	for (;;) {
-		int nv = evbuffer_peek(in, -1, &pos, vec, 16);
-		if (nv <= 0)
+	while (done < total) {
+		if (evbuffer_ptr_set(in, &pos, done, EVBUFFER_PTR_SET) != 0)
 			break;
-		size_t got = 0;
-		for (int i = 0; i < nv && i < 16; i++) {
-			hhcsv_feed(p, vec[i].iov_base, vec[i].iov_len);
-			got += vec[i].iov_len;
+		int nv = evbuffer_peek(in, (ev_ssize_t)(total - done), &pos, vec, 16);
+		size_t before = done;
+		for (int i = 0; i < nv && i < 16 && done < total; i++) {
+			size_t l = vec[i].iov_len < total - done ? vec[i].iov_len : total - done;
+			hhcsv_feed(p, vec[i].iov_base, l);
+			done += l;
 		}
-		if (nv <= 16)
-			break;
-		if (evbuffer_ptr_set(in, &pos, got, EVBUFFER_PTR_ADD) != 0)
+		if (done == before)
 			break;
 	}
 	const char *fatal = NULL;
@@ -1357,7 +1361,7 @@ h_ussd(struct hreq *r)
 	hreq_take_body(r);
 	struct http_ussd_form f;
 	if (http_parse_ussd_form(r->body, &f) != 0) {
-		http_ussd_form_clear(&f);
+		http_parse_ussd_form_clear(&f);
 		hreq_error(r, 400, "bad_request", "the body is not a form (x-www-form-urlencoded)");
 		return;
 	}
@@ -1369,7 +1373,7 @@ h_ussd(struct hreq *r)
 	struct http_api *h = r->h;
 	uint64_t seq = r->seq;
 	int rc = ussd_http(h->ussd, f.session_id, f.service_code, f.phone, f.text, h_ussd_done, w);
-	http_ussd_form_clear(&f);
+	http_parse_ussd_form_clear(&f);
 	if (rc != 0) {
 		free(w);
 		struct hreq *still = hreq_by_seq(h, seq);
@@ -1462,7 +1466,7 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 			struct hreq *r = hreq_new(h, req);
 			r->need = routes[rt].need;
 			r->handler = routes[rt].fn;
-			if (http_route_has_param(rt))
+			if (http_parse_route_has_param(rt))
 				snprintf(r->arg, sizeof r->arg, "%s", param);
 			free(path);
 			auth_start(r);

@@ -91,7 +91,7 @@ http_parse_route(const char *path, enum http_parse_method m, char *param, size_t
 }
 
 bool
-http_route_has_param(enum http_route r)
+http_parse_route_has_param(enum http_route r)
 {
 	for (size_t i = 0; i < sizeof route_pats / sizeof route_pats[0]; i++)
 		if (route_pats[i].id == r)
@@ -300,7 +300,7 @@ http_parse_ussd_form(const char *body, struct http_ussd_form *f)
 }
 
 void
-http_ussd_form_clear(struct http_ussd_form *f)
+http_parse_ussd_form_clear(struct http_ussd_form *f)
 {
 	evhttp_clear_headers(&f->kv);
 	f->session_id = f->service_code = f->phone = f->text = NULL;

@@ -607,6 +607,12 @@ tls_log_error(struct smpp_session *s)
 		ERR_error_string_n(e, buf, sizeof buf);
 		log_error(MOD, "%s: TLS: %s", s->name, buf);
 	}
+	/* say why a certificate was refused (expired, host mismatch, ...) */
+	SSL *ssl = s->bev != NULL ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	if (vr != X509_V_OK)
+		log_error(MOD, "%s: TLS: server certificate refused: %s", s->name,
+		          X509_verify_cert_error_string(vr));
 }
 
 static SSL_CTX *

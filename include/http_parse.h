@@ -46,11 +46,11 @@ char *http_parse_path(const char *raw);
  * writes the path parameter (if the route has one) into param (cap bytes,
  * at most HTTP_PARSE_PARAM_MAX used) and returns the route; otherwise
  * HTTP_ROUTE_BAD_METHOD or HTTP_ROUTE_UNKNOWN. Whether the route has a
- * parameter: http_route_has_param().
+ * parameter: http_parse_route_has_param().
  */
 enum http_route http_parse_route(const char *path, enum http_parse_method m, char *param,
                                  size_t cap);
-bool http_route_has_param(enum http_route r);
+bool http_parse_route_has_param(enum http_route r);
 
 /*
  * Is rel (the decoded path below /dashboard/) acceptable as a file name
@@ -99,9 +99,9 @@ struct http_ussd_form {
 
 /*
  * Parses a /ussd body. Returns 0, or -1 when it is not a form. Either way
- * the caller calls http_ussd_form_clear(f) afterwards.
+ * the caller calls http_parse_ussd_form_clear(f) afterwards.
  */
 int http_parse_ussd_form(const char *body, struct http_ussd_form *f);
-void http_ussd_form_clear(struct http_ussd_form *f);
+void http_parse_ussd_form_clear(struct http_ussd_form *f);
 
 #endif

@@ -4,10 +4,12 @@
  * Several skillgated instances may share one database. Each [smsc NAME] link
  * is bound by the one instance holding its PostgreSQL session advisory lock
  * (key hashtextextended('skillgate-link:' || NAME, 0)). The locks live on a
- * connection of their own (a one-connection struct store): when it is lost,
- * every lock is gone with it and every link is reported not held at once;
- * when the holder dies, PostgreSQL ends its session and another instance
- * takes the lock at its next attempt.
+ * connection of their own (a one-connection struct store). When the holder
+ * dies, PostgreSQL ends its session and another instance takes the lock at
+ * its next attempt. When the connection is lost (a PostgreSQL restart), the
+ * links stay bound while it is re-established: their locks are taken again
+ * at once, and a link whose lock another instance took meanwhile, or not
+ * re-taken within 3 intervals, is reported not held.
  *
  * Every [gateway] link_lock_interval seconds the module tries the lock of
  * each link it does not hold and writes this instance's heartbeat

@@ -81,7 +81,7 @@ async function createDb(name) {
 /* skillgated config: links = [{name, port, prefixes, rate, window, dflt}]. */
 function daemonConf(file, conninfo, links, extra = {}) {
 	const sections = {
-		gateway: { log_level: 'info', shutdown_timeout: 5 },
+		gateway: { log_level: 'info', shutdown_timeout: 5, link_lock: process.env.BENCH_LINK_LOCK || 'yes' },
 		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: 2, dedupe_window: 0, ...(extra.database || {}) },
 		http: { listen: '' },
 		campaign: { quiet_hours: '' },

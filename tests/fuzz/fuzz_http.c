@@ -36,7 +36,7 @@ fuzz_path(const char *s)
 			abort();
 		if (r != HTTP_ROUTE_UNKNOWN && strncmp(path, "/api/v1/", 8) != 0)
 			abort();
-		if (r != HTTP_ROUTE_UNKNOWN && r != HTTP_ROUTE_BAD_METHOD && http_route_has_param(r)) {
+		if (r != HTTP_ROUTE_UNKNOWN && r != HTTP_ROUTE_BAD_METHOD && http_parse_route_has_param(r)) {
 			size_t n = strlen(param);
 			if (n == 0 || n >= sizeof param || strchr(param, '/') != NULL)
 				abort();
@@ -109,7 +109,7 @@ fuzz_ussd(const char *s)
 		if (total > strlen(s) * 3 + 4) /* decoding never grows a field */
 			abort();
 	}
-	http_ussd_form_clear(&f);
+	http_parse_ussd_form_clear(&f);
 }
 
 int
