@@ -28,7 +28,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 C_FILES   := $(wildcard gateway/*.c core/*.c ctl/*.c include/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
 
-.PHONY: all test unit integration asan run format format-check fuzz fuzz-smoke bench soak deps clean
+.PHONY: all test unit integration asan run format format-check fuzz fuzz-smoke bench soak soak-kill deps clean
 
 all: $(BINDIR)/skillgated $(BINDIR)/skillctl
 
@@ -94,6 +94,11 @@ fuzz-smoke: fuzz-build
 
 bench: deps all
 	bash tests/bench/run.sh
+
+# The kill -9 test of tests/integration/pipeline.test.js at full size (20,000 MOs).
+soak-kill: deps all
+	SG_KILL_TEST_MOS=20000 SG_TESTS=tests/integration/pipeline.test.js SG_TEST_TIMEOUT_MS=1800000 \
+		bash tests/run_integration.sh
 
 # An hour at moderate load, RSS sampled every 10 s: flat or not.
 soak: deps all

@@ -100,10 +100,14 @@ store_check_drain(struct store *st)
 
 /* Moves c to DOWN, fails its in-flight request and schedules a reconnect. */
 static void
-conn_down(struct pgconn *c, const char *why)
+conn_down(struct pgconn *c, const char *reason)
 {
 	struct store *st = c->st;
 	bool was_up = c->state == PC_IDLE || c->state == PC_BUSY;
+	/* reason often points into c->pg (PQerrorMessage), which is freed below */
+	char why[256];
+	snprintf(why, sizeof why, "%s", reason);
+	why[strcspn(why, "\n")] = '\0';
 
 	if (c->ev) {
 		event_free(c->ev);

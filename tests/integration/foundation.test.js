@@ -45,10 +45,16 @@ test('skillctl migrate twice leaves one schema version per migration', async () 
 test('the daemon survives a PostgreSQL restart without being restarted', async () => {
   assert.equal((await replyTo('84912340001', 'HELP')).status, 0);
   await h.run('bash', [path.join(h.ROOT, 'scripts/pg.sh'), 'stop', PGDIR]);
-  // while the database is down an MO gets a temporary error (the SMSC retries later)
-  const down = await env.sim.deliver({ from: '84912340002', to: '8079', text: 'HELP' });
-  assert.equal(down, 0x64, 'ESME_RX_T_APPN while PostgreSQL is down');
-  await h.run('bash', [path.join(h.ROOT, 'scripts/pg.sh'), 'start', PGDIR, String(h.PG_PORT)]);
+  try {
+    // while the database is down an MO gets a temporary error (the SMSC retries later)
+    const down = await env.sim.deliver({ from: '84912340002', to: '8079', text: 'HELP' });
+    assert.equal(down, 0x64, 'ESME_RX_T_APPN while PostgreSQL is down');
+  } catch (e) {
+    throw new Error(`${e.message}\n--- daemon log ---\n${env.log().slice(-3000)}`);
+  } finally {
+    // the cluster is shared by every test file: always bring it back
+    await h.run('bash', [path.join(h.ROOT, 'scripts/pg.sh'), 'start', PGDIR, String(h.PG_PORT)]);
+  }
   await env.reconnectDb();
   // the pool of 4 (not the link lock connection, "(1/1)") reconnects
   await env.waitFor(() => (env.log().match(/store: connection \d+ up \(\d+\/4\)/g) || []).length >= 5, 20000, 'a reconnect');
