@@ -236,9 +236,11 @@ test('HTTP API', async (t) => {
       assert.strictEqual(r.status, 400);
       assert.strictEqual(r.json.error, 'bad_json');
       // counts come from mt_messages
-      await env.sql(`INSERT INTO mt_messages (msisdn, text, kind, priority, state, broadcast_id)
-                     VALUES ('84912000001', 'x', 'broadcast', 1, 'queued', $1), ('84912000002', 'x', 'broadcast', 1, 'delivered', $1),
-                            ('84912000008', 'x', 'broadcast', 1, 'failed', $1)`, [id]);
+      // (the queued one is due tomorrow, so the daemon's pump leaves it queued for the cancel)
+      await env.sql(`INSERT INTO mt_messages (msisdn, text, kind, priority, state, broadcast_id, next_attempt_at)
+                     VALUES ('84912000001', 'x', 'broadcast', 1, 'queued', $1, now() + interval '1 day'),
+                            ('84912000002', 'x', 'broadcast', 1, 'delivered', $1, now()),
+                            ('84912000008', 'x', 'broadcast', 1, 'failed', $1, now())`, [id]);
       r = await call(env, 'GET', `/api/v1/broadcasts/${id}`, { token: tok.viewer });
       assert.strictEqual(r.status, 200);
       assert.deepStrictEqual(r.json.counts, { targeted: 3, queued: 1, submitted: 0, delivered: 1, failed: 1, cancelled: 0 });
