@@ -110,7 +110,7 @@ test('PostgreSQL stopped under load: temporary errors, then traffic resumes with
 test('a bulk backlog never holds back interactive replies', async (t) => {
   const env = await h.start({ links: { viettel: { sim: { recordSubmits: true }, conf: { rate: 2000, window: 20 } } } });
   try {
-    const BULK = 20000;
+    const BULK = 100000;
     await env.sql(`INSERT INTO mt_messages (msisdn, text, kind, priority, state)
                    SELECT '8496' || lpad(g::text, 7, '0'), 'Broadcast ' || g, 'broadcast', 1, 'queued'
                    FROM generate_series(1, $1) g`, [BULK]);
