@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 enum cf_type { CF_INT, CF_BOOL, CF_STR, CF_ENUM, CF_LIST };
 enum cf_scope { CF_GLOBAL, CF_LINK };
@@ -499,6 +500,10 @@ config_load(const char *path, struct sg_config *cfg, FILE *err)
 	else if (rc < 0)
 		cf_error(&p, 0, "cannot parse%s%s", "", "");
 	cf_check(&p);
+	/* one name for this instance everywhere (outbox owner, heartbeat, locks) */
+	if (cfg->instance_name[0] == '\0' &&
+	    gethostname(cfg->instance_name, sizeof cfg->instance_name - 1) != 0)
+		snprintf(cfg->instance_name, sizeof cfg->instance_name, "skillgated");
 	return p.nerr;
 }
 

@@ -184,10 +184,7 @@ linklock_new(struct event_base *base, const struct sg_config *cfg, linklock_cb o
 	ll->on_change = on_change;
 	ll->arg = arg;
 	/* the owner name the pipeline writes in mt_messages.owner */
-	if (cfg->instance_name[0])
-		snprintf(ll->owner, sizeof ll->owner, "%s", cfg->instance_name);
-	else if (gethostname(ll->owner, sizeof ll->owner - 1) != 0)
-		snprintf(ll->owner, sizeof ll->owner, "skillgated");
+	snprintf(ll->owner, sizeof ll->owner, "%s", cfg->instance_name); /* never empty: config_load */
 	ll->nlinks = cfg->n_links;
 	for (int i = 0; i < cfg->n_links; i++) {
 		ll->links[i].ll = ll;

@@ -1124,10 +1124,7 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	p->fcfg.rule = (enum flow_rule)cfg->proficiency_rule;
 	p->fcfg.idle_timeout = cfg->flow_idle_timeout;
 	p->fcfg.help_interval = cfg->help_interval;
-	if (cfg->instance_name[0])
-		snprintf(p->owner, sizeof p->owner, "%s", cfg->instance_name);
-	else if (gethostname(p->owner, sizeof p->owner - 1) != 0)
-		snprintf(p->owner, sizeof p->owner, "skillgated");
+	snprintf(p->owner, sizeof p->owner, "%s", cfg->instance_name); /* never empty: config_load */
 	p->rng = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ 0x9e3779b9u;
 	if (p->rng == 0)
 		p->rng = 1;

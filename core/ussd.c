@@ -1311,10 +1311,7 @@ ussd_new(struct event_base *base, const struct sg_config *cfg, struct store *st,
 	u->ucfg.pass_mark = cfg->pass_mark;
 	u->ucfg.quiz_length = cfg->quiz_length;
 	u->ucfg.rule = (enum flow_rule)cfg->proficiency_rule;
-	if (cfg->instance_name[0])
-		snprintf(u->owner, sizeof(u->owner), "%s", cfg->instance_name);
-	else if (gethostname(u->owner, sizeof(u->owner) - 1) != 0)
-		snprintf(u->owner, sizeof(u->owner), "skillgated");
+	snprintf(u->owner, sizeof(u->owner), "%s", cfg->instance_name); /* never empty: config_load */
 	u->rng = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x85ebca6bu;
 	if (u->rng == 0)
 		u->rng = 1;
