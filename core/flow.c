@@ -284,8 +284,8 @@ parse_menu(const char *norm)
 /* ------------------------------------------------------------------ */
 
 /* Reads a decimal in [lo, hi] followed by end, returns the char after it. */
-static const char *
-parse_int(const char *p, int lo, int hi, char end, int *v)
+const char *
+flow_parse_int(const char *p, int lo, int hi, char end, int *v)
 {
 	int n = 0, digits = 0;
 
@@ -330,18 +330,18 @@ state_parse(const char *s, struct fstate *st)
 	if (s[0] == '\0' || s[1] != ':')
 		return;
 	if (s[0] == 'Q') {
-		if ((p = parse_int(p, 1, FLOW_SKILLS, ':', &q->skill)) == NULL ||
+		if ((p = flow_parse_int(p, 1, FLOW_SKILLS, ':', &q->skill)) == NULL ||
 		    (p = parse_ids(p, q)) == NULL ||
-		    (p = parse_int(p, 0, q->n - 1, ':', &q->i)) == NULL ||
-		    (p = parse_int(p, 0, q->i, ':', &q->score)) == NULL ||
-		    parse_int(p, 0, BAD_MAX - 1, '\0', &q->bad) == NULL)
+		    (p = flow_parse_int(p, 0, q->n - 1, ':', &q->i)) == NULL ||
+		    (p = flow_parse_int(p, 0, q->i, ':', &q->score)) == NULL ||
+		    flow_parse_int(p, 0, BAD_MAX - 1, '\0', &q->bad) == NULL)
 			return;
 	} else if (s[0] == 'S') {
-		if ((p = parse_int(p, 1, FLOW_SKILLS, ':', &st->i)) == NULL ||
-		    parse_int(p, 0, BAD_MAX - 1, '\0', &st->bad) == NULL)
+		if ((p = flow_parse_int(p, 1, FLOW_SKILLS, ':', &st->i)) == NULL ||
+		    flow_parse_int(p, 0, BAD_MAX - 1, '\0', &st->bad) == NULL)
 			return;
 	} else if (s[0] == 'M') {
-		if (parse_int(p, 0, BAD_MAX - 1, '\0', &st->bad) == NULL)
+		if (flow_parse_int(p, 0, BAD_MAX - 1, '\0', &st->bad) == NULL)
 			return;
 	} else {
 		return;

@@ -72,22 +72,6 @@ ussd_state_format(const struct ussd_dialog *d, char *out, size_t cap)
 	}
 }
 
-/* Reads a decimal in [lo, hi] followed by end; returns what follows. */
-static const char *
-num(const char *p, int lo, int hi, char end, int *v)
-{
-	int n = 0, digits = 0;
-
-	while (*p >= '0' && *p <= '9' && digits < 4) {
-		n = n * 10 + (*p++ - '0');
-		digits++;
-	}
-	if (digits == 0 || *p != end || n < lo || n > hi)
-		return NULL;
-	*v = n;
-	return end != '\0' ? p + 1 : p;
-}
-
 static void
 dialog_reset(struct ussd_dialog *d, int lang)
 {
@@ -115,15 +99,15 @@ ussd_state_parse(const char *s, struct ussd_dialog *d)
 	d->lang = lang;
 	d->screen = (enum ussd_screen)(sl - scr_letters);
 	p = s + 5;
-	if ((p = num(p, 0, BAD_MAX, ':', &d->bad)) == NULL)
+	if ((p = flow_parse_int(p, 0, BAD_MAX, ':', &d->bad)) == NULL)
 		goto bad;
 	if (d->screen != USSD_QUIZ_Q && d->screen != USSD_SELF_Q)
-		return num(p, 0, 9999, '\0', &d->inputs) != NULL ? 0 : (dialog_reset(d, lang), -1);
-	if ((p = num(p, 0, 9999, ':', &d->inputs)) == NULL)
+		return flow_parse_int(p, 0, 9999, '\0', &d->inputs) != NULL ? 0 : (dialog_reset(d, lang), -1);
+	if ((p = flow_parse_int(p, 0, 9999, ':', &d->inputs)) == NULL)
 		goto bad;
 	if (d->screen == USSD_SELF_Q)
-		return num(p, 1, FLOW_SKILLS, '\0', &d->skill) != NULL ? 0 : (dialog_reset(d, lang), -1);
-	if ((p = num(p, 1, FLOW_SKILLS, ':', &d->skill)) == NULL)
+		return flow_parse_int(p, 1, FLOW_SKILLS, '\0', &d->skill) != NULL ? 0 : (dialog_reset(d, lang), -1);
+	if ((p = flow_parse_int(p, 1, FLOW_SKILLS, ':', &d->skill)) == NULL)
 		goto bad;
 	for (d->qn = 0; d->qn < USSD_QUIZ_MAX;) {
 		len = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_-");
@@ -139,8 +123,8 @@ ussd_state_parse(const char *s, struct ussd_dialog *d)
 	}
 	if (*p != ':')
 		goto bad;
-	if ((p = num(p + 1, 0, d->qn - 1, ':', &d->qi)) == NULL ||
-	    num(p, 0, d->qi, '\0', &d->score) == NULL)
+	if ((p = flow_parse_int(p + 1, 0, d->qn - 1, ':', &d->qi)) == NULL ||
+	    flow_parse_int(p, 0, d->qi, '\0', &d->score) == NULL)
 		goto bad;
 	return 0;
 bad:

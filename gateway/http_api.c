@@ -805,24 +805,6 @@ h_broadcast_show(struct hreq *r)
 }
 
 static void
-list_cb(void *arg, PGresult *res, const char *err)
-{
-	struct hreq *r = arg;
-	r->qid = 0;
-	if (res == NULL || PQntuples(res) != 1) {
-		hreq_db_error(r, err);
-		return;
-	}
-	struct strbuf b;
-	strbuf_init(&b);
-	strbuf_puts(&b, "{\"broadcasts\":");
-	strbuf_puts(&b, PQgetvalue(res, 0, 0));
-	strbuf_puts(&b, "}");
-	hreq_reply(r, 200, b.s);
-	strbuf_free(&b);
-}
-
-static void
 h_broadcast_list(struct hreq *r)
 {
 	const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
@@ -835,11 +817,12 @@ h_broadcast_list(struct hreq *r)
 	snprintf(lb, sizeof lb, "%d", limit);
 	const char *p[1] = {lb};
 	hreq_query(r,
-	           "SELECT coalesce(json_agg(x.j ORDER BY x.id DESC), '[]'::json) FROM ("
+	           "SELECT json_build_object('broadcasts', "
+	           " coalesce(json_agg(x.j ORDER BY x.id DESC), '[]'::json)) FROM ("
 	           " SELECT b.id, " BROADCAST_JSON " AS j FROM (SELECT * FROM broadcasts"
 	           "  ORDER BY id DESC LIMIT $1::int) b LEFT JOIN LATERAL (" BROADCAST_COUNTS
 	           ") c ON true) x",
-	           1, p, list_cb);
+	           1, p, single_json_cb);
 }
 
 static void

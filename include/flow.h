@@ -95,6 +95,13 @@ void flow_handle_sms(const struct content *c, const struct flow_cfg *cfg,
  * punctuation trimmed/collapsed. Writes at most cap bytes. */
 void flow_normalise(const char *text, char *out, size_t cap);
 
+/*
+ * Reads a decimal of at most 4 digits in [lo, hi] followed by the character
+ * end (state strings: "Q:3:..."); returns a pointer past end ('\0' is not
+ * skipped), or NULL when the text does not match.
+ */
+const char *flow_parse_int(const char *p, int lo, int hi, char end, int *v);
+
 /* True when a subscriber counts as proficient in skill (1..5) under rule. */
 bool flow_proficient(const struct flow_sub *sub, int skill, enum flow_rule rule);
 

@@ -12,16 +12,7 @@ const h = require('./lib/harness');
 
 const HDR = 'household_code,province_code,district_code,commune_code,village,msisdn,language';
 
-async function call(env, method, p, { token, body, type } = {}) {
-  const headers = {};
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (type) headers['Content-Type'] = type;
-  const r = await fetch(env.http + p, { method, headers, body });
-  const text = await r.text();
-  let json = null;
-  try { json = JSON.parse(text); } catch { /* not JSON */ }
-  return { status: r.status, json, text, headers: r.headers };
-}
+const { call } = h;
 
 async function makeToken(env, role, name) {
   const r = await env.skillctl(['token', 'create', '--role', role, '--name', name || role]);

@@ -203,4 +203,16 @@ async function startInner(opts, cleanup) {
   return env;
 }
 
-module.exports = { start, waitFor, freePort, iniText, run, ROOT, BIN, PG_PORT, adminQuery };
+// One HTTP call to the daemon: {status, json (or null), text, headers}.
+async function call(env, method, p, { token, body, type } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (type) headers['Content-Type'] = type;
+  const r = await fetch(env.http + p, { method, headers, body });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: r.status, json, text, headers: r.headers };
+}
+
+module.exports = { start, waitFor, call, freePort, iniText, run, ROOT, BIN, PG_PORT, adminQuery };
