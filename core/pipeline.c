@@ -74,6 +74,20 @@ struct result_batch {
 	int n;
 };
 
+#define RES_FIELDS 7
+#define RES_RETRY_MAX 200000 /* result rows held for a retry while the database refuses them */
+#define RES_RETRY_MS 1000
+
+/* A results batch on its way to the database; kept and sent again when the
+ * commit fails (its messages are on the SMSC already: dropping the batch would
+ * strand them in 'submitting' and their receipts in dlr_early). */
+struct res_ctx {
+	struct res_ctx *next;
+	struct pipeline *p;
+	struct strbuf f[RES_FIELDS];
+	int n;
+};
+
 struct dlr_batch {
 	struct strbuf link, smsc, state, err;
 	struct msg_ack *acks;
@@ -114,6 +128,9 @@ struct pipeline {
 
 	struct result_batch res;
 	struct event *res_timer;
+	struct res_ctx *res_retry, *res_retry_tail; /* failed batches, oldest first */
+	int res_retry_rows;
+	struct event *res_retry_timer;
 	struct dlr_batch dlr;
 	struct event *dlr_timer;
 
@@ -130,6 +147,7 @@ static void mo_batch_flush(struct pipeline *p);
 static void mt_push_pending(struct pipeline *p, enum msg_prio prio);
 static void pipeline_check_stop(struct pipeline *p);
 static void res_flush(struct pipeline *p);
+static void sweep_later(struct pipeline *p, int ms);
 static void dlr_flush(struct pipeline *p);
 
 int64_t
@@ -452,9 +470,11 @@ apply_cb(void *arg, PGresult *res, const char *err)
 	struct apply_ctx *a = arg;
 	struct pipeline *p = a->p;
 	p->in_flight--;
-	if (res == NULL)
-		log_warn("pipeline", "apply failed (%s): MOs stay pending until recovery", err);
-	else
+	if (res == NULL) {
+		log_warn("pipeline", "apply failed (%s): MOs stay pending, swept again in 1 s", err);
+		if (!p->stopping)
+			sweep_later(p, 1000);
+	} else
 		mt_from_rows(p, res, MSG_PRIO_INTERACTIVE, 0, 1, 2, 4, -1, -1);
 	struct mo_item *m = a->items;
 	while (m) {
@@ -868,16 +888,108 @@ res_init(struct result_batch *b)
 }
 
 static void
-res_done_cb(void *arg, PGresult *res, const char *err)
+res_ctx_free(struct res_ctx *c)
+{
+	for (int i = 0; i < RES_FIELDS; i++)
+		strbuf_free(&c->f[i]);
+	free(c);
+}
+
+static void res_send(struct pipeline *p, struct res_ctx *c);
+
+/* A results batch did not commit: keep it for a retry unless stopping or the
+ * retry backlog is full (then its messages are resent, marked maybe_duplicate,
+ * by sg_mt_recover at the next start). */
+static void
+res_failed(struct pipeline *p, struct res_ctx *c, const char *why)
+{
+	if (p->stopping || p->res_retry_rows + c->n > RES_RETRY_MAX) {
+		log_error("pipeline",
+		          "%d submit results not recorded (%s): those messages stay 'submitting' and are "
+		          "resent, marked maybe_duplicate, after a restart",
+		          c->n, why);
+		res_ctx_free(c);
+		if (p->stopping) { /* the backlog too: nothing will retry it */
+			while (p->res_retry) {
+				struct res_ctx *next = p->res_retry->next;
+				log_error("pipeline", "%d submit results not recorded at stop",
+				          p->res_retry->n);
+				res_ctx_free(p->res_retry);
+				p->res_retry = next;
+			}
+			p->res_retry_tail = NULL;
+			p->res_retry_rows = 0;
+		}
+		return;
+	}
+	log_warn("pipeline", "%d submit results not recorded (%s): retrying in %d ms", c->n, why,
+	         RES_RETRY_MS);
+	c->next = NULL;
+	if (p->res_retry_tail)
+		p->res_retry_tail->next = c;
+	else
+		p->res_retry = c;
+	p->res_retry_tail = c;
+	p->res_retry_rows += c->n;
+	arm_timer(p->res_retry_timer, RES_RETRY_MS);
+}
+
+static void
+res_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pipeline *p = arg;
+	struct res_ctx *c = p->res_retry;
+	if (c == NULL)
+		return;
+	if (p->res_committing) {
+		arm_timer(p->res_retry_timer, RES_RETRY_MS);
+		return;
+	}
+	p->res_retry = c->next;
+	if (p->res_retry == NULL)
+		p->res_retry_tail = NULL;
+	p->res_retry_rows -= c->n;
+	res_send(p, c);
+}
+
+static void
+res_done_cb(void *arg, PGresult *res, const char *err)
+{
+	struct res_ctx *c = arg;
+	struct pipeline *p = c->p;
 	p->in_flight--;
 	p->res_committing = false;
 	if (res == NULL)
-		log_warn("pipeline", "recording submit results failed: %s (receipts will still match)",
-		         err);
+		res_failed(p, c, err);
+	else
+		res_ctx_free(c);
+	if (res != NULL && p->res_retry != NULL) { /* the database is back: drain the retries */
+		evtimer_del(p->res_retry_timer);
+		if (p->stopping)
+			res_retry_cb(-1, 0, p);
+		else
+			arm_timer(p->res_retry_timer, 0);
+	}
 	res_flush(p); /* what arrived meanwhile */
 	pipeline_check_stop(p);
+}
+
+static void
+res_send(struct pipeline *p, struct res_ctx *c)
+{
+	const char *params[RES_FIELDS];
+	for (int i = 0; i < RES_FIELDS; i++)
+		params[i] = c->f[i].s;
+	p->in_flight++;
+	p->res_committing = true;
+	if (store_query(p->st,
+	                "SELECT sg_mt_results($1::bigint[], $2::int[], $3::int[], $4::text[], "
+	                "$5::int[], $6::text[], $7::boolean[])",
+	                RES_FIELDS, params, res_done_cb, c) == 0) {
+		p->in_flight--;
+		p->res_committing = false;
+		res_failed(p, c, "database unavailable");
+	}
 }
 
 static void
@@ -887,24 +999,20 @@ res_flush(struct pipeline *p)
 	if (b->n == 0 || (p->res_committing && b->n < p->cfg->db_batch_max))
 		return;
 	evtimer_del(p->res_timer);
-	struct strbuf *f[] = {&b->mt,     &b->part, &b->nparts, &b->link,
-	                      &b->status, &b->smsc, &b->temp};
-	const char *params[7];
-	for (int i = 0; i < 7; i++) {
+	struct res_ctx *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		fatal("out of memory");
+	c->p = p;
+	c->n = b->n;
+	struct strbuf *f[RES_FIELDS] = {&b->mt,     &b->part, &b->nparts, &b->link,
+	                                &b->status, &b->smsc, &b->temp};
+	for (int i = 0; i < RES_FIELDS; i++) {
 		strbuf_pgarr_end(f[i]);
-		params[i] = f[i]->s;
-	}
-	p->in_flight++;
-	p->res_committing = true;
-	if (store_query(p->st,
-	                "SELECT sg_mt_results($1::bigint[], $2::int[], $3::int[], $4::text[], "
-	                "$5::int[], $6::text[], $7::boolean[])",
-	                7, params, res_done_cb, p) == 0) {
-		p->in_flight--;
-		p->res_committing = false;
-		log_warn("pipeline", "%d submit results not recorded: database unavailable", b->n);
+		c->f[i] = *f[i]; /* the batch's arrays move to the context */
+		strbuf_init(f[i]);
 	}
 	res_init(b);
+	res_send(p, c);
 }
 
 static void
@@ -1086,7 +1194,8 @@ pipeline_check_stop(struct pipeline *p)
 {
 	if (!p->stopping || p->stop_cb == NULL)
 		return;
-	if (p->in_flight > 0 || (p->open_mo && p->open_mo->n > 0) || p->res.n > 0 || p->dlr.n > 0)
+	if (p->in_flight > 0 || (p->open_mo && p->open_mo->n > 0) || p->res.n > 0 || p->dlr.n > 0 ||
+	    p->res_retry != NULL)
 		return;
 	void (*fn)(void *) = p->stop_cb;
 	p->stop_cb = NULL;
@@ -1103,6 +1212,10 @@ pipeline_stop(struct pipeline *p, void (*done)(void *arg), void *arg)
 	evtimer_del(p->sweep_timer);
 	mo_batch_flush(p);
 	res_flush(p);
+	if (p->res_retry && !p->res_committing) {
+		evtimer_del(p->res_retry_timer);
+		res_retry_cb(-1, 0, p);
+	}
 	dlr_flush(p);
 	pipeline_check_stop(p);
 }
@@ -1132,6 +1245,7 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	p->pump_timer = evtimer_new(base, pump_cb, p);
 	p->sweep_timer = evtimer_new(base, sweep_cb, p);
 	p->res_timer = evtimer_new(base, res_timer_cb, p);
+	p->res_retry_timer = evtimer_new(base, res_retry_cb, p);
 	p->dlr_timer = evtimer_new(base, dlr_timer_cb, p);
 	struct strbuf *f[] = {&p->res.mt,     &p->res.part,  &p->res.nparts, &p->res.link,
 	                      &p->res.status, &p->res.smsc,  &p->res.temp,   &p->dlr.link,
@@ -1175,6 +1289,12 @@ pipeline_free(struct pipeline *p)
 	event_free(p->pump_timer);
 	event_free(p->sweep_timer);
 	event_free(p->res_timer);
+	event_free(p->res_retry_timer);
+	while (p->res_retry) {
+		struct res_ctx *next = p->res_retry->next;
+		res_ctx_free(p->res_retry);
+		p->res_retry = next;
+	}
 	event_free(p->dlr_timer);
 	for (int prio = 0; prio < MSG_PRIO_COUNT; prio++) {
 		struct mt_item *it = p->pending[prio].head;

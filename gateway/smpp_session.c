@@ -34,6 +34,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "pdu_stats.h"
 #include "smpp_session.h"
 
 #define MOD "smpp"
@@ -148,6 +149,7 @@ send_raw(struct smpp_session *s, const uint8_t *buf, int len)
 {
 	if (s->bev == NULL || len <= 0)
 		return -1;
+	pdu_stats_count_pdu(s->conf->name, PDU_STATS_OUT, buf, (size_t)len);
 	return bufferevent_write(s->bev, buf, (size_t)len);
 }
 
@@ -575,6 +577,7 @@ read_cb(struct bufferevent *bev, void *arg)
 	while (s->bev == bev && evbuffer_copyout(in, hb, sizeof hb) == (ev_ssize_t)sizeof hb) {
 		enum smpp_frame f = smpp_codec_frame(hb, sizeof hb, (uint32_t)s->conf->max_pdu, &h);
 		if (f == SMPP_FRAME_BAD) {
+			pdu_stats_count_invalid(s->conf->name, PDU_STATS_IN);
 			log_hex(L_WARN, MOD, "bad command_length", hb, sizeof hb);
 			send_resp(s, SMPP_GENERIC_NACK, h.seq, SMPP_RINVCMDLEN);
 			disconnect(s, "command_length out of bounds");
@@ -585,6 +588,7 @@ read_cb(struct bufferevent *bev, void *arg)
 		const uint8_t *p = evbuffer_pullup(in, h.len);
 		if (p == NULL)
 			break;
+		pdu_stats_count(s->conf->name, PDU_STATS_IN, h.cmd, h.status);
 		on_pdu(s, &h, p);
 		if (s->bev == bev)
 			evbuffer_drain(in, h.len);

@@ -4,6 +4,7 @@
 #   scripts/pg.sh start DIR PORT   initdb (if needed) and start; prints nothing on success
 #   scripts/pg.sh stop DIR         fast shutdown
 #   scripts/pg.sh restart DIR      stop then start on the same port
+# PG_EXTRA_CONF: lines appended to postgresql.conf at initdb (e.g. for profiling).
 # PostgreSQL refuses to run as root: as root the cluster runs as user
 # "postgres" (created by Debian's postgresql package).
 set -euo pipefail
@@ -41,6 +42,7 @@ synchronous_commit = on
 fsync = ${PG_FSYNC:-on}
 max_connections = 200
 shared_buffers = 256MB
+${PG_EXTRA_CONF:-}
 CONF
 	fi
 	echo "$port" >"$dir/port"

@@ -10,6 +10,7 @@
 #   BENCH_SIMS=N       simulator processes / links for MO and MT (default 2)
 #   BENCH_NO_KANNEL=1  skip the Kannel reference
 #   SG_BIN=DIR         binaries (default bin/)
+#   BENCH_PGSS=1       profile PostgreSQL: print the statements that took the most time
 set -u
 cd "$(dirname "$0")/../.."
 bin=${SG_BIN:-bin}
@@ -29,9 +30,15 @@ port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{
 cleanup() { scripts/pg.sh stop "$dir/pg" >/dev/null 2>&1; rm -rf "$dir"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+if [ -n "${BENCH_PGSS:-}" ]; then
+	export PG_EXTRA_CONF=$'shared_preload_libraries = \'pg_stat_statements\'\npg_stat_statements.track = all'
+fi
 PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL did not start" >&2; exit 0; }
 export SG_PG_PORT=$port SG_PG_DIR=$dir/pg BENCH_DIR=$dir
 node tests/bench/bench.js
 rc=$?
+if [ -n "${BENCH_PGSS:-}" ]; then
+	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT round(total_exec_time) AS ms, calls, rows, round(total_exec_time/greatest(rows,1)*1000) AS us_per_row, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" 2>&1 || true
+fi
 [ $rc -eq 0 ] || echo "bench: the bench itself failed (exit $rc); figures above are partial" >&2
 exit 0
