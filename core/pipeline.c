@@ -30,6 +30,7 @@
 #define MT_PENDING_LOW 256 /* claim more bulk once fewer than this wait */
 #define RECOVER_BATCH 1000 /* unprocessed MOs read at once */
 #define SWEEP_INTERVAL_S 30
+#define REMATCH_INTERVAL_S 5
 
 struct mo_item {
 	struct mo_item *next;     /* in a batch, or in its subscriber's queue */
@@ -116,6 +117,8 @@ struct pipeline {
 	bool standby;                   /* no link held (linklock.h): claim nothing */
 	struct event *sweep_timer;      /* re-reads MOs left unprocessed */
 	bool sweeping;
+	struct event *rematch_timer;    /* receipts parked while their part committed */
+	bool rematching;
 	bool sweep_soon;                /* next sweep takes MOs of any age */
 
 	/*
@@ -754,6 +757,40 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(p->sweep_timer, &tv);
 }
 
+/*
+ * A receipt and its submit result committing at the same moment leave the
+ * receipt parked in dlr_early (neither transaction sees the other's row);
+ * sg_dlr_rematch applies such receipts. Rare, so a few seconds late is fine.
+ */
+static void
+rematch_done_cb(void *arg, PGresult *res, const char *err)
+{
+	struct pipeline *p = arg;
+	p->in_flight--;
+	p->rematching = false;
+	if (res == NULL)
+		log_warn("pipeline", "matching parked receipts failed: %s", err);
+	else if (PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) > 0)
+		log_info("pipeline", "%s parked receipt(s) matched", PQgetvalue(res, 0, 0));
+	pipeline_check_stop(p);
+}
+
+static void
+rematch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pipeline *p = arg;
+	struct timeval tv = {REMATCH_INTERVAL_S, 0};
+	evtimer_add(p->rematch_timer, &tv);
+	if (p->rematching || p->stopping || store_up(p->st) == 0)
+		return;
+	p->rematching = true;
+	p->in_flight++;
+	if (store_query(p->st, "SELECT sg_dlr_rematch()", 0, NULL, rematch_done_cb, p) == 0) {
+		p->in_flight--;
+		p->rematching = false;
+	}
+}
+
 void
 pipeline_set_standby(struct pipeline *p, bool standby)
 {
@@ -1210,6 +1247,7 @@ pipeline_stop(struct pipeline *p, void (*done)(void *arg), void *arg)
 	p->stop_arg = arg;
 	evtimer_del(p->pump_timer);
 	evtimer_del(p->sweep_timer);
+	evtimer_del(p->rematch_timer);
 	mo_batch_flush(p);
 	res_flush(p);
 	if (p->res_retry && !p->res_committing) {
@@ -1244,6 +1282,7 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	p->mo_timer = evtimer_new(base, mo_timer_cb, p);
 	p->pump_timer = evtimer_new(base, pump_cb, p);
 	p->sweep_timer = evtimer_new(base, sweep_cb, p);
+	p->rematch_timer = evtimer_new(base, rematch_cb, p);
 	p->res_timer = evtimer_new(base, res_timer_cb, p);
 	p->res_retry_timer = evtimer_new(base, res_retry_cb, p);
 	p->dlr_timer = evtimer_new(base, dlr_timer_cb, p);
@@ -1258,6 +1297,8 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	evtimer_add(p->pump_timer, &tv);
 	struct timeval sw = {SWEEP_INTERVAL_S, 0};
 	evtimer_add(p->sweep_timer, &sw);
+	struct timeval rm = {REMATCH_INTERVAL_S, 0};
+	evtimer_add(p->rematch_timer, &rm);
 	return p;
 }
 
@@ -1288,6 +1329,7 @@ pipeline_free(struct pipeline *p)
 	event_free(p->mo_timer);
 	event_free(p->pump_timer);
 	event_free(p->sweep_timer);
+	event_free(p->rematch_timer);
 	event_free(p->res_timer);
 	event_free(p->res_retry_timer);
 	while (p->res_retry) {

@@ -27,7 +27,7 @@ const ONLY = (process.env.BENCH_ONLY || 'mo,kannel,mt,rate,sessions,reports').sp
 const NO_KANNEL = !!process.env.BENCH_NO_KANNEL;
 const D = {
 	moSecs: QUICK ? 10 : 60, moWarm: QUICK ? 3000 : 5000, moConc: Number(process.env.BENCH_MO_CONC || 3000),
-	latSecs: QUICK ? 5 : 15, latRate: 1000,
+	latSecs: QUICK ? 5 : 15, latRate: Number(process.env.BENCH_LAT_RATE || 1000),
 	mtCount: QUICK ? 50000 : 200000, kannelMt: QUICK ? 20000 : 100000,
 	rateSecs: QUICK ? 15 : 60, rate: 500,
 	sessions: QUICK ? 20000 : 100000,

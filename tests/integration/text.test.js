@@ -114,6 +114,23 @@ test('a receipt that arrives before its submit_sm_resp still matches', async () 
   assert.equal(early[0].n, 0, 'nothing left waiting in dlr_early');
 });
 
+// Results and receipts commit concurrently (no global lock): when a receipt and
+// its part's submit result commit at the same moment, the receipt is parked in
+// dlr_early although its part exists. The pipeline's periodic rematch applies it.
+test('a receipt parked while its part committed is matched by the periodic rematch', async () => {
+  const [m] = await env.sql(`INSERT INTO mt_messages (msisdn, text, kind, priority, state, nparts, parts_ok, link, submitted_at)
+                             VALUES ($1, 'parked receipt', 'api', 0, 'submitted', 1, 1, 'viet', now()) RETURNING id`, [number('8496')]);
+  const id = Number(m.id);
+  await env.sql("INSERT INTO mt_parts (mt_id, part, link, smsc_id) VALUES ($1, 1, 'viet', $2)", [id, `parked${id}`]);
+  await env.sql("INSERT INTO dlr_early (link, smsc_id, state, err) VALUES ('viet', $1, 2, 0)", [`parked${id}`]);
+  const row = await waitMt(id, 'delivered', 15000);
+  assert.equal(row.parts_delivered, 1);
+  assert.deepEqual((await parts(id)).map((x) => x.state), ['delivered']);
+  const left = await env.sql("SELECT count(*)::int AS n FROM dlr_early WHERE smsc_id = $1", [`parked${id}`]);
+  assert.equal(left[0].n, 0, 'the parked receipt was consumed');
+  assert.match(env.log(), /parked receipt\(s\) matched/);
+});
+
 test('hex submit ids and decimal receipt ids (submit_id_base hex, dlr_id_base decimal) match', async () => {
   const sim = env.sims.hexdec;
   const n = number('8498');

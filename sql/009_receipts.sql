@@ -1,0 +1,186 @@
+-- Submit results and delivery receipts without a global lock (issue 10).
+--
+-- Until this migration the two functions serialised on one advisory lock so
+-- that a receipt overtaking its submit_sm_resp was never stranded: with both
+-- transactions in flight at once, the receipt's transaction does not see the
+-- part the results transaction is inserting, and the results transaction does
+-- not see the early receipt being parked. That lock made results and receipts
+-- wait for each other's commit under load. Now they commit concurrently and
+-- the rare stranded receipt is matched by sg_dlr_rematch(), which the pipeline
+-- runs every few seconds. Both functions lock mt_messages rows in id order, so
+-- they do not deadlock on each other.
+--
+-- mt_parts rows are updated once by their receipt (state, dlr_err, at: none
+-- of them indexed): room on each page makes that a HOT update, with no index
+-- entries written.
+ALTER TABLE mt_parts SET (fillfactor = 70);
+
+-- Records submit_sm outcomes: one row per segment. status 0 = accepted with
+-- smsc_id; a temporary error the gateway gave up retrying puts the message
+-- back in the queue for later (failed after 10 attempts); any other status
+-- fails the message with that status. Set-based: per message, the accepted
+-- parts are counted first, then temporary errors (the last one gives the status), then
+-- permanent ones (the first one fails the message). Same final state as
+-- taking the rows one by one, except when a temporary error precedes, in the
+-- same batch, the accepted part that completes the message (then submitted).
+-- Receipts that overtook their submit_sm_resp are applied last.
+CREATE OR REPLACE FUNCTION sg_mt_results(p_mt bigint[], p_part int[], p_nparts int[], p_link text[],
+                              p_status int[], p_smsc text[], p_temp boolean[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    e_link text[];
+    e_smsc text[];
+    e_state int[];
+    e_err int[];
+BEGIN
+    IF coalesce(cardinality(p_mt), 0) = 0 THEN
+        RETURN;
+    END IF;
+
+    -- accepted segments
+    WITH r AS (
+        SELECT t.* FROM unnest(p_mt, p_part, p_nparts, p_link, p_status, p_smsc)
+               WITH ORDINALITY AS t(mt, part, nparts, link, status, smsc, i)
+         WHERE t.status = 0),
+    parts AS (
+        INSERT INTO mt_parts AS q (mt_id, part, link, smsc_id)
+        SELECT DISTINCT ON (r.mt, r.part) r.mt, r.part, r.link, r.smsc FROM r
+         ORDER BY r.mt, r.part, r.i DESC
+        ON CONFLICT ON CONSTRAINT mt_parts_pkey DO UPDATE SET smsc_id = excluded.smsc_id,
+            link = excluded.link, state = 'submitted', at = now()),
+    a AS (
+        SELECT r.mt, count(*)::int AS n, (array_agg(r.nparts ORDER BY r.i DESC))[1] AS nparts,
+               (array_agg(r.link ORDER BY r.i DESC))[1] AS link
+          FROM r GROUP BY r.mt)
+    UPDATE mt_messages m SET nparts = a.nparts, parts_ok = m.parts_ok + a.n, link = a.link,
+           state = CASE WHEN m.state = 'submitting' AND m.parts_ok + a.n >= a.nparts
+                        THEN 'submitted' ELSE m.state END,
+           submitted_at = CASE WHEN m.parts_ok + a.n >= a.nparts THEN now() ELSE m.submitted_at END
+      FROM (SELECT * FROM a ORDER BY a.mt) a
+     WHERE m.id = a.mt;
+
+    -- temporary errors: back to the queue (failed after 10 attempts)
+    UPDATE mt_messages m SET error_status = a.status,
+           state = CASE WHEN m.attempts >= 10 THEN 'failed' ELSE 'queued' END,
+           final_at = CASE WHEN m.attempts >= 10 THEN now() END,
+           next_attempt_at = now() + make_interval(secs => 30 * m.attempts)
+      FROM (SELECT DISTINCT ON (t.mt) t.mt, t.status
+              FROM unnest(p_mt, p_status, p_temp) WITH ORDINALITY AS t(mt, status, temp, i)
+             WHERE t.status <> 0 AND t.temp
+             ORDER BY t.mt, t.i DESC) a
+     WHERE m.id = a.mt AND m.state = 'submitting';
+
+    -- permanent errors
+    UPDATE mt_messages m SET state = 'failed', error_status = a.status,
+           nparts = CASE WHEN a.after_ok THEN a.nparts ELSE m.nparts END,
+           link = CASE WHEN a.after_ok THEN a.link ELSE m.link END, final_at = now()
+      FROM (SELECT DISTINCT ON (t.mt) t.mt, t.status, t.nparts, t.link,
+                   NOT EXISTS (SELECT 1 FROM unnest(p_mt, p_status) WITH ORDINALITY
+                                             AS o(mt, status, i)
+                                WHERE o.mt = t.mt AND o.status = 0 AND o.i > t.i) AS after_ok
+              FROM unnest(p_mt, p_status, p_temp, p_nparts, p_link)
+                   WITH ORDINALITY AS t(mt, status, temp, nparts, link, i)
+             WHERE t.status <> 0 AND NOT coalesce(t.temp, false)
+             ORDER BY t.mt, t.i) a
+     WHERE m.id = a.mt AND m.state IN ('submitting', 'submitted', 'queued');
+
+    -- receipts that overtook their submit_sm_resp
+    WITH del AS (
+        DELETE FROM dlr_early e
+         WHERE (e.link, e.smsc_id) IN (
+               SELECT t.link, t.smsc FROM unnest(p_link, p_smsc, p_status) AS t(link, smsc, status)
+                WHERE t.status = 0)
+        RETURNING e.link, e.smsc_id, e.state, e.err)
+    SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
+      INTO e_link, e_smsc, e_state, e_err
+      FROM del;
+    IF e_link IS NOT NULL THEN
+        PERFORM sg_dlr_apply(e_link, e_smsc, e_state, e_err);
+    END IF;
+END $$;
+
+-- Applies delivery receipts (message_state values). Unmatched receipts wait
+-- in dlr_early for their submit_sm_resp. Set-based: a receipt for a segment
+-- no longer 'submitted' (a second receipt) changes nothing; per message,
+-- delivered segments count first, then a failed or expired segment fails
+-- (expires) the message if it is still in flight.
+CREATE OR REPLACE FUNCTION sg_dlr_apply(p_link text[], p_smsc text[], p_state int[], p_err int[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(cardinality(p_smsc), 0) = 0 THEN
+        RETURN;
+    END IF;
+    WITH r AS MATERIALIZED (
+        -- final receipts only (enroute, accepted, unknown: nothing final yet);
+        -- the first receipt of a segment is the one that counts
+        SELECT DISTINCT ON (t.link, t.smsc) t.link, t.smsc, t.state, t.err, t.i,
+               CASE t.state WHEN 2 THEN 'delivered' WHEN 3 THEN 'expired'
+                            ELSE 'failed' END AS part_state
+          FROM unnest(p_link, p_smsc, p_state, p_err) WITH ORDINALITY AS t(link, smsc, state, err, i)
+         WHERE t.state IN (2, 3, 4, 5, 8)
+         ORDER BY t.link, t.smsc, t.i),
+    u AS (
+        UPDATE mt_parts p SET state = r.part_state, dlr_err = r.err, at = now()
+          FROM r
+         WHERE p.link = r.link AND p.smsc_id = r.smsc AND p.state = 'submitted'
+        RETURNING p.mt_id, r.part_state, r.err, r.i),
+    early AS (
+        INSERT INTO dlr_early AS e (link, smsc_id, state, err)
+        SELECT DISTINCT ON (t.link, t.smsc) t.link, t.smsc, t.state, t.err
+          FROM unnest(p_link, p_smsc, p_state, p_err) WITH ORDINALITY AS t(link, smsc, state, err, i)
+         WHERE t.state IN (2, 3, 4, 5, 8)
+           AND NOT EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = t.link AND p.smsc_id = t.smsc)
+         ORDER BY t.link, t.smsc, t.i DESC
+        ON CONFLICT ON CONSTRAINT dlr_early_pkey DO UPDATE SET state = excluded.state,
+            err = excluded.err),
+    a AS (
+        SELECT u.mt_id, count(*) FILTER (WHERE u.part_state = 'delivered')::int AS n_del,
+               (array_agg(u.part_state ORDER BY u.i DESC)
+                    FILTER (WHERE u.part_state <> 'delivered'))[1] AS fail,
+               (array_agg(u.err ORDER BY u.i DESC)
+                    FILTER (WHERE u.part_state <> 'delivered'))[1] AS fail_err
+          FROM u GROUP BY u.mt_id)
+    UPDATE mt_messages m SET parts_delivered = m.parts_delivered + a.n_del,
+           state = CASE WHEN a.fail IS NOT NULL AND m.state IN ('submitting', 'submitted')
+                             AND NOT (m.state = 'submitted' AND a.n_del > 0
+                                      AND m.parts_delivered + a.n_del >= m.nparts)
+                        THEN a.fail
+                        WHEN m.state = 'submitted' AND a.n_del > 0
+                             AND m.parts_delivered + a.n_del >= m.nparts THEN 'delivered'
+                        ELSE m.state END,
+           error_status = CASE WHEN a.fail IS NOT NULL AND m.state IN ('submitting', 'submitted')
+                                    AND NOT (m.state = 'submitted' AND a.n_del > 0
+                                             AND m.parts_delivered + a.n_del >= m.nparts)
+                               THEN coalesce(a.fail_err, m.error_status) ELSE m.error_status END,
+           final_at = CASE WHEN a.fail IS NOT NULL AND m.state IN ('submitting', 'submitted')
+                           THEN now()
+                           WHEN a.n_del > 0 AND m.parts_delivered + a.n_del >= m.nparts THEN now()
+                           ELSE m.final_at END
+      FROM (SELECT * FROM a ORDER BY a.mt_id) a
+     WHERE m.id = a.mt_id;
+END $$;
+
+
+-- Receipts parked in dlr_early whose part has been recorded since (a receipt
+-- and its submit result committed at the same time): applied now. Returns the
+-- number matched.
+CREATE FUNCTION sg_dlr_rematch() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    e_link text[];
+    e_smsc text[];
+    e_state int[];
+    e_err int[];
+BEGIN
+    WITH del AS (
+        DELETE FROM dlr_early e
+         WHERE EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)
+        RETURNING e.link, e.smsc_id, e.state, e.err)
+    SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
+      INTO e_link, e_smsc, e_state, e_err
+      FROM del;
+    IF e_link IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM sg_dlr_apply(e_link, e_smsc, e_state, e_err);
+    RETURN cardinality(e_link);
+END $$;
