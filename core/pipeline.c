@@ -115,6 +115,7 @@ struct pipeline {
 	struct event *pump_timer;
 	bool recovering;
 	bool standby;                   /* no link held (linklock.h): claim nothing */
+	bool bulk_ready;                /* campaign settings written: bulk may be claimed */
 	struct event *sweep_timer;      /* re-reads MOs left unprocessed */
 	bool sweeping;
 	struct event *rematch_timer;    /* receipts parked while their part committed */
@@ -798,6 +799,14 @@ pipeline_set_standby(struct pipeline *p, bool standby)
 }
 
 void
+pipeline_set_bulk_ready(struct pipeline *p)
+{
+	if (!p->bulk_ready)
+		log_info("pipeline", "campaign settings in place: bulk sending starts");
+	p->bulk_ready = true;
+}
+
+void
 pipeline_recover(struct pipeline *p)
 {
 	const char *owner[] = {p->owner};
@@ -867,7 +876,8 @@ static void
 mt_claim(struct pipeline *p, enum msg_prio prio)
 {
 	if (p->claiming[prio] || p->recovering || p->stopping || p->standby ||
-	    store_up(p->st) == 0 || p->pending[prio].n >= MT_PENDING_LOW)
+	    (prio == MSG_PRIO_BULK && !p->bulk_ready) || store_up(p->st) == 0 ||
+	    p->pending[prio].n >= MT_PENDING_LOW)
 		return;
 	struct claim_ctx *c = malloc(sizeof *c);
 	if (c == NULL)

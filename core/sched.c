@@ -65,6 +65,8 @@ struct sched {
 	enum sched_step step;           /* step running or next to run */
 	bool running;
 	bool configured;
+	void (*on_configured)(void *arg);
+	void *on_configured_arg;
 	bool more;                      /* a step of this round found more work */
 	time_t last_plan;               /* monotonic seconds of the last plan */
 	char *settings;                 /* JSON for sg_campaign_configure */
@@ -221,6 +223,13 @@ sched_start(struct sched *s)
 	arm(s, 0);
 }
 
+void
+sched_on_configured(struct sched *s, void (*fn)(void *arg), void *arg)
+{
+	s->on_configured = fn;
+	s->on_configured_arg = arg;
+}
+
 /* Stops the rounds; a statement in flight is forgotten (its transaction
  * commits or not on its own; all its effects are idempotent). */
 void
@@ -273,6 +282,8 @@ step_cb(void *arg, PGresult *res, const char *err)
 	case SCHED_CONFIGURE:
 		s->configured = true;
 		log_info("sched", "campaign settings written");
+		if (s->on_configured)
+			s->on_configured(s->on_configured_arg);
 		break;
 	case SCHED_BROADCAST:
 		if (PQntuples(res) == 1) {

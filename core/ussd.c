@@ -18,10 +18,19 @@
  * I/O (second half of the file): a cache of open dialogs keyed by link and
  * session key, each with a FIFO of steps handled one at a time: (load the
  * dialog and the subscriber snapshot from PostgreSQL when needed) -> screen
- * logic -> sg_ussd_step commits the MO row, the dialog state, events, join,
+ * logic -> sg_ussd_steps commits the MO row, the dialog state, events, join,
  * language, the screen (mt_messages kind 'ussd') and any SMS -> deliver_sm_resp
  * -> submit_sm of the screen (or the HTTP body). Idle and total timers end a
  * dialog with a step of their own.
+ *
+ * Group commit (sql/008_ussd_batch.sql), as core/pipeline.c does for SMS:
+ * loads and steps of all dialogs collect in an open batch of each kind; at
+ * most one batch of each kind is in flight, and whatever arrives meanwhile
+ * goes into the next one (flushed from a deferred event, so requests read in
+ * the same loop pass share a batch). A dialog has at most one load or step
+ * in flight, so a batch holds at most one step per dialog and a dialog's
+ * steps stay FIFO. A failed batch fails each of its steps as a single failed
+ * step would (temporary error / 503).
  */
 #include "ussd.h"
 
@@ -39,6 +48,7 @@
 #include "msg.h"
 #include "msisdn.h"
 #include "store.h"
+#include "strbuf.h"
 
 #define MOD "ussd"
 #define BAD_MAX 3
@@ -708,11 +718,16 @@ struct dlg {
 	struct ussd_dialog d;
 	struct flow_sub sub;
 	struct step *head, *tail;
-	bool busy;
-	uint64_t req;  /* store request in flight */
+	bool busy;     /* a load or a step is in a batch (open or in flight) */
 	bool total_expired;
 	struct event *idle_ev, *total_ev;
 	char last[USSD_SCREEN_BYTES + 8]; /* HTTP: last body, for a repeated request */
+};
+
+/* A growable array of pointers: a batch of commits or of dialogs to load. */
+struct batch {
+	void **v;
+	int n, cap;
 };
 
 struct ussd {
@@ -727,6 +742,12 @@ struct ussd {
 	uint32_t rng;
 	int active;
 	struct dlg *tab[DLG_BUCKETS];
+	/* group commit: open batches, and the one of each kind in flight */
+	struct batch open_steps;   /* struct commit * */
+	struct batch open_loads;   /* struct dlg * */
+	struct batch *steps_fly, *loads_fly;
+	uint64_t steps_req, loads_req;
+	struct event *flush_ev;    /* deferred flush of the open batches */
 };
 
 /* A commit in flight. */
@@ -739,6 +760,8 @@ struct commit {
 };
 
 static void kick(struct dlg *g);
+static void batch_push(struct batch *b, void *p);
+static void flush_soon(struct ussd *u);
 
 static uint32_t
 urand(struct ussd *u)
@@ -822,8 +845,6 @@ dlg_free(struct dlg *g, bool answer)
 	if (*slot == g)
 		*slot = g->hnext;
 	u->active--;
-	if (g->req != 0)
-		store_cancel(u->st, g->req);
 	event_free(g->idle_ev);
 	event_free(g->total_ev);
 	struct step *s = g->head;
@@ -981,23 +1002,28 @@ step_json(const struct dlg *g, const struct step *s, const struct commit *c)
 	return j;
 }
 
+/*
+ * The outcome of one step of a batch: row of res (columns idx, mt_id, text),
+ * or res NULL when the batch was not committed (err says why; NULL when the
+ * batch failure was logged once for all). Frees c.
+ */
 static void
-commit_cb(void *arg, PGresult *res, const char *err)
+commit_done(struct commit *c, PGresult *res, int row, const char *err)
 {
-	struct commit *c = arg;
 	struct dlg *g = c->g;
 	struct ussd *u = g->u;
 	struct step *s = c->s;
 	char mb[32];
 
-	g->req = 0;
 	g->busy = false;
 	if (res == NULL) {
-		log_warn(MOD, "USSD step of %s not committed (%s)",
-		         log_msisdn(g->msisdn, mb, sizeof(mb)), err);
+		if (err != NULL)
+			log_warn(MOD, "USSD step of %s not committed (%s)",
+			         log_msisdn(g->msisdn, mb, sizeof(mb)), err);
+		bool timeout = s->kind == STEP_TIMEOUT;
 		step_drop(u, s, (uint32_t)u->cfg->mo_temp_error, 503, "END Service unavailable");
 		free(c);
-		if (!g->open || s->kind == STEP_TIMEOUT) {
+		if (!g->open || timeout) {
 			dlg_free(g, true);
 			return;
 		}
@@ -1010,9 +1036,9 @@ commit_cb(void *arg, PGresult *res, const char *err)
 	s->has_ack = false;
 	const char *screen = c->out.screen;
 	int64_t mt_id = 0;
-	if (PQntuples(res) > 0) {
-		mt_id = atoll(PQgetvalue(res, 0, 0));
-		screen = PQgetvalue(res, 0, 1);
+	if (!PQgetisnull(res, row, 1)) {
+		mt_id = atoll(PQgetvalue(res, row, 1));
+		screen = PQgetvalue(res, row, 2);
 	}
 	bool end = c->out.end;
 	if (g->http) {
@@ -1134,47 +1160,37 @@ run_step(struct dlg *g, struct step *s)
 		free(copy);
 	}
 
-	json_t *j = step_json(g, s, c);
-	char *js = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	const char *rule = u->ucfg.rule == FLOW_RULE_SELF   ? "self"
-	                   : u->ucfg.rule == FLOW_RULE_QUIZ ? "quiz"
-	                                                    : "both";
-	const char *params[] = {js, rule, u->owner};
 	g->busy = true;
 	evtimer_del(g->idle_ev);
-	g->req = store_query(u->st, "SELECT * FROM sg_ussd_step($1::jsonb, $2, $3)", 3, params,
-	                     commit_cb, c);
-	free(js);
-	if (g->req == 0)
-		commit_cb(c, NULL, "database unavailable");
+	batch_push(&u->open_steps, c);
+	flush_soon(u);
 }
 
 /* Columns of sg_ussd_load: found, state, ended, started, then the snapshot. */
 static void
-snapshot_from(PGresult *res, int off, const char *msisdn, const char *deflang,
+snapshot_from(PGresult *res, int row, int off, const char *msisdn, const char *deflang,
               struct flow_sub *s)
 {
 	memset(s, 0, sizeof(*s));
 	snprintf(s->msisdn, sizeof(s->msisdn), "%s", msisdn);
 	for (int i = 0; i < FLOW_SKILLS; i++)
 		s->self_level[i] = s->best_quiz[i] = -1;
-	if (PQgetisnull(res, 0, off)) { /* no subscriber yet */
+	if (PQgetisnull(res, row, off)) { /* no subscriber yet */
 		memcpy(s->lang, strcmp(deflang, "en") == 0 ? "en" : "vi", 3);
 		s->is_new = true;
 		return;
 	}
-	snprintf(s->lang, sizeof(s->lang), "%s", PQgetvalue(res, 0, off + 0));
-	s->opted_out = PQgetvalue(res, 0, off + 1)[0] == 't';
-	snprintf(s->state, sizeof(s->state), "%s", PQgetvalue(res, 0, off + 2));
-	s->state_at = atoll(PQgetvalue(res, 0, off + 3));
-	s->help_at = atoll(PQgetvalue(res, 0, off + 4));
-	snprintf(s->household, sizeof(s->household), "%s", PQgetvalue(res, 0, off + 5));
-	s->household_covered = PQgetvalue(res, 0, off + 6)[0] == 't';
-	s->household_members = atoi(PQgetvalue(res, 0, off + 7));
-	s->household_skills = (uint8_t)atoi(PQgetvalue(res, 0, off + 8));
-	const char *lists[3] = {PQgetvalue(res, 0, off + 9), PQgetvalue(res, 0, off + 10),
-	                        PQgetvalue(res, 0, off + 11)};
+	snprintf(s->lang, sizeof(s->lang), "%s", PQgetvalue(res, row, off + 0));
+	s->opted_out = PQgetvalue(res, row, off + 1)[0] == 't';
+	snprintf(s->state, sizeof(s->state), "%s", PQgetvalue(res, row, off + 2));
+	s->state_at = atoll(PQgetvalue(res, row, off + 3));
+	s->help_at = atoll(PQgetvalue(res, row, off + 4));
+	snprintf(s->household, sizeof(s->household), "%s", PQgetvalue(res, row, off + 5));
+	s->household_covered = PQgetvalue(res, row, off + 6)[0] == 't';
+	s->household_members = atoi(PQgetvalue(res, row, off + 7));
+	s->household_skills = (uint8_t)atoi(PQgetvalue(res, row, off + 8));
+	const char *lists[3] = {PQgetvalue(res, row, off + 9), PQgetvalue(res, row, off + 10),
+	                        PQgetvalue(res, row, off + 11)};
 	for (int l = 0; l < 3; l++) {
 		const char *p = lists[l];
 		for (int i = 0; i < FLOW_SKILLS && p && *p; i++) {
@@ -1192,18 +1208,22 @@ snapshot_from(PGresult *res, int off, const char *msisdn, const char *deflang,
 	}
 }
 
+/*
+ * The outcome of one load of a batch: row of res (columns idx, then those of
+ * sg_ussd_load), or res NULL when the batch failed (err says why; NULL when
+ * the batch failure was logged once for all).
+ */
 static void
-load_cb(void *arg, PGresult *res, const char *err)
+load_done(struct dlg *g, PGresult *res, int row, const char *err)
 {
-	struct dlg *g = arg;
 	struct ussd *u = g->u;
 	char mb[32];
 
-	g->req = 0;
 	g->busy = false;
-	if (res == NULL || PQntuples(res) != 1) {
-		log_warn(MOD, "USSD dialog of %s not loaded (%s)", log_msisdn(g->msisdn, mb, sizeof(mb)),
-		         res == NULL ? err : "no row");
+	if (res == NULL) {
+		if (err != NULL)
+			log_warn(MOD, "USSD dialog of %s not loaded (%s)",
+			         log_msisdn(g->msisdn, mb, sizeof(mb)), err);
 		struct step *s = pop_step(g);
 		step_drop(u, s, (uint32_t)u->cfg->mo_temp_error, 503, "END Service unavailable");
 		if (!g->loaded) {
@@ -1213,9 +1233,9 @@ load_cb(void *arg, PGresult *res, const char *err)
 		kick(g);
 		return;
 	}
-	bool found = PQgetvalue(res, 0, 0)[0] == 't';
-	bool ended = PQgetvalue(res, 0, 2)[0] == 't';
-	snapshot_from(res, 4, g->msisdn, u->cfg->default_language, &g->sub);
+	bool found = PQgetvalue(res, row, 1)[0] == 't';
+	bool ended = PQgetvalue(res, row, 3)[0] == 't';
+	snapshot_from(res, row, 5, g->msisdn, u->cfg->default_language, &g->sub);
 	struct step *s = g->head;
 	bool begin = s->kind == STEP_SMPP && s->op == MSG_USSD_BEGIN;
 	s->loaded = true;
@@ -1223,11 +1243,11 @@ load_cb(void *arg, PGresult *res, const char *err)
 		dialog_reset(&g->d, content_lang(g->sub.lang));
 		g->open = true;
 	} else if (found && !ended) {
-		if (ussd_state_parse(PQgetvalue(res, 0, 1), &g->d) != 0)
+		if (ussd_state_parse(PQgetvalue(res, row, 2), &g->d) != 0)
 			log_warn(MOD, "corrupt USSD state of %s: back to the main menu",
 			         log_msisdn(g->msisdn, mb, sizeof(mb)));
 		g->open = g->d.screen != USSD_END;
-		g->started = atoll(PQgetvalue(res, 0, 3));
+		g->started = atoll(PQgetvalue(res, row, 4));
 		int64_t left = g->started + u->cfg->ussd_total_timeout - (int64_t)time(NULL);
 		if (g->open)
 			arm(g->total_ev, left > 0 ? (int)left : 0);
@@ -1262,12 +1282,9 @@ kick(struct dlg *g)
 		return;
 	}
 	if (!g->loaded || (begin && !s->loaded)) {
-		const char *params[] = {g->link, g->key, g->msisdn};
 		g->busy = true;
-		g->req = store_query(u->st, "SELECT * FROM sg_ussd_load($1, $2, $3)", 3, params, load_cb,
-		                     g);
-		if (g->req == 0)
-			load_cb(g, NULL, "database unavailable");
+		batch_push(&u->open_loads, g);
+		flush_soon(u);
 		return;
 	}
 	if (s->kind == STEP_TIMEOUT && !g->open) {
@@ -1276,6 +1293,183 @@ kick(struct dlg *g)
 		return;
 	}
 	run_step(g, pop_step(g));
+}
+
+/* ---- group commit ---- */
+
+static void
+batch_push(struct batch *b, void *p)
+{
+	if (b->n == b->cap) {
+		int cap = b->cap > 0 ? b->cap * 2 : 64;
+		void **v = realloc(b->v, (size_t)cap * sizeof(*v));
+		if (v == NULL)
+			fatal("out of memory");
+		b->v = v;
+		b->cap = cap;
+	}
+	b->v[b->n++] = p;
+}
+
+/* Moves at most max items from the head of open into a new batch. */
+static struct batch *
+batch_take(struct batch *open, int max)
+{
+	struct batch *b = calloc(1, sizeof(*b));
+	int n = open->n < max ? open->n : max;
+
+	if (b == NULL)
+		fatal("out of memory");
+	if (n == open->n) { /* all of it: hand the array over */
+		*b = *open;
+		memset(open, 0, sizeof(*open));
+		return b;
+	}
+	b->v = malloc((size_t)n * sizeof(*b->v));
+	if (b->v == NULL)
+		fatal("out of memory");
+	memcpy(b->v, open->v, (size_t)n * sizeof(*b->v));
+	memmove(open->v, open->v + n, (size_t)(open->n - n) * sizeof(*open->v));
+	open->n -= n;
+	b->n = b->cap = n;
+	return b;
+}
+
+static void
+batch_free(struct batch *b)
+{
+	if (b == NULL)
+		return;
+	free(b->v);
+	free(b);
+}
+
+/* Steps (or loads) per statement at most: a bounded parameter size. */
+static int
+batch_limit(const struct ussd *u)
+{
+	int n = u->cfg->db_batch_max > 0 ? u->cfg->db_batch_max * 4 : 1024;
+	return n < 4096 ? n : 4096;
+}
+
+/* The open batches go out from the loop, after the current callback. */
+static void
+flush_soon(struct ussd *u)
+{
+	event_active(u->flush_ev, EV_TIMEOUT, 1);
+}
+
+static void
+steps_cb(void *arg, PGresult *res, const char *err)
+{
+	struct ussd *u = arg;
+	struct batch *b = u->steps_fly;
+	bool ok = res != NULL && PQntuples(res) == b->n;
+
+	u->steps_req = 0;
+	if (res != NULL && !ok)
+		err = "short result";
+	if (!ok && b->n > 1) { /* once for all: each step gets a temporary error / 503 */
+		log_warn(MOD, "a batch of %d USSD steps was not committed (%s)", b->n, err);
+		err = NULL;
+	}
+	/* steps_fly stays set meanwhile: what the dialogs queue now waits */
+	for (int i = 0; i < b->n; i++)
+		commit_done(b->v[i], ok ? res : NULL, i, err);
+	u->steps_fly = NULL;
+	batch_free(b);
+	if (u->open_steps.n > 0 || u->open_loads.n > 0)
+		flush_soon(u);
+}
+
+static void
+steps_flush(struct ussd *u)
+{
+	if (u->steps_fly != NULL || u->open_steps.n == 0)
+		return;
+	struct batch *b = batch_take(&u->open_steps, batch_limit(u));
+	json_t *arr = json_array();
+	for (int i = 0; i < b->n; i++) {
+		struct commit *c = b->v[i];
+		json_array_append_new(arr, step_json(c->g, c->s, c));
+	}
+	char *js = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	if (js == NULL)
+		fatal("out of memory");
+	const char *rule = u->ucfg.rule == FLOW_RULE_SELF   ? "self"
+	                   : u->ucfg.rule == FLOW_RULE_QUIZ ? "quiz"
+	                                                    : "both";
+	const char *params[] = {js, rule, u->owner};
+	u->steps_fly = b;
+	u->steps_req = store_query(u->st, "SELECT * FROM sg_ussd_steps($1::jsonb, $2, $3)", 3, params,
+	                           steps_cb, u);
+	free(js);
+	if (u->steps_req == 0)
+		steps_cb(u, NULL, "database unavailable");
+}
+
+static void
+loads_cb(void *arg, PGresult *res, const char *err)
+{
+	struct ussd *u = arg;
+	struct batch *b = u->loads_fly;
+	bool ok = res != NULL && PQntuples(res) == b->n;
+
+	u->loads_req = 0;
+	if (res != NULL && !ok)
+		err = "short result";
+	if (!ok && b->n > 1) {
+		log_warn(MOD, "a batch of %d USSD dialog loads failed (%s)", b->n, err);
+		err = NULL;
+	}
+	for (int i = 0; i < b->n; i++)
+		load_done(b->v[i], ok ? res : NULL, i, err);
+	u->loads_fly = NULL;
+	batch_free(b);
+	if (u->open_steps.n > 0 || u->open_loads.n > 0)
+		flush_soon(u);
+}
+
+static void
+loads_flush(struct ussd *u)
+{
+	if (u->loads_fly != NULL || u->open_loads.n == 0)
+		return;
+	struct batch *b = batch_take(&u->open_loads, batch_limit(u));
+	struct strbuf a[3];
+	for (int k = 0; k < 3; k++) {
+		strbuf_init(&a[k]);
+		strbuf_pgarr_begin(&a[k]);
+	}
+	for (int i = 0; i < b->n; i++) {
+		const struct dlg *g = b->v[i];
+		strbuf_pgarr_elem(&a[0], g->link);
+		strbuf_pgarr_elem(&a[1], g->key);
+		strbuf_pgarr_elem(&a[2], g->msisdn);
+	}
+	const char *params[3];
+	for (int k = 0; k < 3; k++) {
+		strbuf_pgarr_end(&a[k]);
+		params[k] = a[k].s;
+	}
+	u->loads_fly = b;
+	u->loads_req = store_query(u->st,
+	                           "SELECT * FROM sg_ussd_loads($1::text[], $2::text[], $3::text[])", 3,
+	                           params, loads_cb, u);
+	for (int k = 0; k < 3; k++)
+		strbuf_free(&a[k]);
+	if (u->loads_req == 0)
+		loads_cb(u, NULL, "database unavailable");
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ussd *u = arg;
+
+	loads_flush(u);
+	steps_flush(u);
 }
 
 /* ---- public ---- */
@@ -1299,6 +1493,8 @@ ussd_new(struct event_base *base, const struct sg_config *cfg, struct store *st,
 	u->rng = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x85ebca6bu;
 	if (u->rng == 0)
 		u->rng = 1;
+	if ((u->flush_ev = evtimer_new(base, flush_cb, u)) == NULL)
+		fatal("out of memory");
 	return u;
 }
 
@@ -1319,6 +1515,25 @@ ussd_free(struct ussd *u)
 {
 	if (u == NULL)
 		return;
+	/* batches first: their commits own steps, the dialogs are freed below */
+	if (u->steps_req != 0)
+		store_cancel(u->st, u->steps_req);
+	if (u->loads_req != 0)
+		store_cancel(u->st, u->loads_req);
+	struct batch *cb[2] = {u->steps_fly, &u->open_steps};
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; cb[k] != NULL && i < cb[k]->n; i++) {
+			struct commit *c = cb[k]->v[i];
+			step_free(c->s);
+			free(c);
+		}
+	}
+	batch_free(u->steps_fly);
+	batch_free(u->loads_fly);
+	free(u->open_steps.v);
+	free(u->open_loads.v);
+	if (u->flush_ev != NULL)
+		event_free(u->flush_ev);
 	for (int i = 0; i < DLG_BUCKETS; i++)
 		while (u->tab[i] != NULL)
 			dlg_free(u->tab[i], false);

@@ -37,10 +37,12 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +53,7 @@
 #include "http_parse.h"
 #include "log.h"
 #include "msisdn.h"
+#include "pdu_stats.h"
 #include "pipeline.h"
 #include "store.h"
 #include "strbuf.h"
@@ -98,6 +101,9 @@ struct http_api {
 	struct fail_entry fails[HTTP_AUTH_SLOTS];
 	uint64_t replies[6];    /* by status class 1xx..5xx (index 1..5) */
 	uint64_t auth_failures;
+	struct hconn *conns;    /* every open client connection (see hconn) */
+	uint64_t slow_closed;   /* connections cut by the header deadline */
+	uint64_t too_large;     /* requests refused 413 */
 };
 
 /* One API request waiting for the database. */
@@ -106,6 +112,8 @@ struct hreq {
 	struct http_api *h;
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
+	struct hconn *conn;     /* its tracked connection, NULL if not found */
+	bool own_closecb;       /* not tracked: r is the evcon's close callback */
 	uint64_t qid;           /* query in flight, 0 if none */
 	uint64_t seq;           /* request id, for completions that may outlive it */
 	enum role need;         /* role the endpoint requires */
@@ -127,6 +135,13 @@ struct hreq {
 
 static void http_gen_cb(struct evhttp_request *req, void *arg);
 static void hreq_free(struct hreq *r);
+static void hreq_conn_closed(struct evhttp_connection *evcon, void *arg);
+static void hconn_free(struct hconn *c);
+static struct hconn *hconn_find(struct http_api *h, struct evhttp_connection *evcon);
+static void hconn_attach(struct hconn *c, struct evhttp_connection *evcon);
+static void http_mark_reply(struct http_api *h, struct evhttp_request *req);
+static void hreq_attach(struct hreq *r);
+static void hreq_detach(struct hreq *r);
 
 /* ------------------------------------------------------------------ */
 /* Replies                                                             */
@@ -155,6 +170,7 @@ http_send(struct http_api *h, struct evhttp_request *req, int code, const char *
 	if (len > 0)
 		evbuffer_add(b, body, len);
 	http_count(h, code);
+	http_mark_reply(h, req);
 	evhttp_send_reply(req, code, NULL, b);
 	evbuffer_free(b);
 }
@@ -180,7 +196,7 @@ http_send_error(struct http_api *h, struct evhttp_request *req, int code, const 
 static void
 hreq_reply(struct hreq *r, int code, const char *json)
 {
-	evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	hreq_detach(r);
 	http_send_json(r->h, r->req, code, json);
 	hreq_free(r);
 }
@@ -188,7 +204,7 @@ hreq_reply(struct hreq *r, int code, const char *json)
 static void
 hreq_error(struct hreq *r, int code, const char *error, const char *detail)
 {
-	evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	hreq_detach(r);
 	http_send_error(r->h, r->req, code, error, detail);
 	hreq_free(r);
 }
@@ -224,6 +240,420 @@ hreq_db_error(struct hreq *r, const char *err)
 }
 
 /* ------------------------------------------------------------------ */
+/* Connections: header deadline, JSON for libevent's own errors         */
+
+/*
+ * libevent 2.1's evhttp has no new-request hook (evhttp_set_newreqcb is
+ * 2.2), and its timeouts are inactivity timeouts. So every connection's
+ * bufferevent is made here (evhttp_set_bevcb) and watched:
+ *
+ *  - an evbuffer callback on its input sees every byte before evhttp parses
+ *    it and notes when the request line and headers are complete (an empty
+ *    line). Until then the connection is in HCONN_HEAD and a timer bounds
+ *    it: the headers must be complete within [http] timeout seconds of the
+ *    connection opening or of the previous response having been written.
+ *    Past that the connection is closed (a 408 JSON reply first on plain
+ *    HTTP) through evhttp's own timeout path, and the event is logged. The
+ *    body is not under this deadline: it is bounded by [http] max_body and
+ *    by the inactivity timeout, so a large CSV import that keeps sending is
+ *    never cut.
+ *  - an evbuffer callback on its output turns the HTML error pages evhttp
+ *    writes by itself (413 over max_body, Content-Length or chunked; 400 on
+ *    malformed requests; 405/501 on unknown methods) into our JSON
+ *    {"error","detail"} with the same status and Connection: close, before
+ *    the bytes reach the socket. It also notes when one of our replies has
+ *    been written out, which starts the deadline for the next request.
+ *
+ * An hconn holds a reference on its bufferevent so that it can tell, in
+ * the one loop pass before it is attached to the evhttp connection (the
+ * bufferevent's callback argument, set by evhttp after the bevcb returns),
+ * whether evhttp already freed it. Once attached, the connection's close
+ * callback frees the hconn, and forwards to the API request waiting on it.
+ */
+enum hconn_state { HCONN_HEAD, HCONN_BODY };
+
+struct hconn {
+	struct hconn *next, *prev;
+	struct http_api *h;
+	struct bufferevent *bev;          /* one reference held */
+	struct evhttp_connection *evcon;  /* NULL until attached */
+	struct event *timer;              /* attach, then the header deadline */
+	struct evbuffer_cb_entry *in_cb, *out_cb;
+	struct hreq *req;                 /* API request waiting on it, or NULL */
+	enum hconn_state state;
+	bool reply_pending;               /* one of our replies is being written */
+	bool rewriting;                   /* re-entrancy guard of hconn_out_cb */
+	int line_len, nlines;             /* header scanner */
+	size_t head_bytes;                /* bytes of the current request head */
+	struct timeval since;             /* start of the current deadline */
+	char addr[64];
+};
+
+#define HCONN_ERR_MAX 2048 /* longest evhttp error page rewritten */
+
+static void
+hconn_arm(struct hconn *c, int secs)
+{
+	struct timeval tv = {secs, 0};
+	event_add(c->timer, &tv);
+}
+
+static void
+hconn_head_start(struct hconn *c)
+{
+	c->state = HCONN_HEAD;
+	c->line_len = 0;
+	c->nlines = 0;
+	c->head_bytes = 0;
+	event_base_gettimeofday_cached(c->h->base, &c->since);
+	if (c->evcon != NULL)
+		hconn_arm(c, c->h->cfg->http_timeout);
+}
+
+/* Feeds bytes of the request head to the scanner; true once an empty line
+ * ends it (lines end in LF or CRLF, as evhttp reads them). */
+static bool
+hconn_scan(struct hconn *c, const unsigned char *p, size_t n, size_t *used)
+{
+	for (size_t i = 0; i < n; i++) {
+		c->head_bytes++;
+		if (p[i] == '\n') {
+			if (c->line_len == 0 && c->nlines > 0) {
+				*used = i + 1;
+				return true;
+			}
+			if (c->line_len > 0)
+				c->nlines++;
+			c->line_len = 0;
+		} else if (p[i] != '\r') {
+			c->line_len++;
+		}
+	}
+	*used = n;
+	return false;
+}
+
+/* Scans buf from offset off while the connection is reading a head. */
+static void
+hconn_scan_from(struct hconn *c, struct evbuffer *buf, size_t off)
+{
+	size_t len = evbuffer_get_length(buf);
+	while (c->state == HCONN_HEAD && off < len) {
+		struct evbuffer_ptr pos;
+		struct evbuffer_iovec v[8];
+		if (evbuffer_ptr_set(buf, &pos, off, EVBUFFER_PTR_SET) != 0)
+			return;
+		int nv = evbuffer_peek(buf, (ev_ssize_t)(len - off), &pos, v, 8);
+		if (nv <= 0)
+			return;
+		for (int i = 0; i < nv && i < 8 && c->state == HCONN_HEAD; i++) {
+			size_t l = v[i].iov_len, used = 0;
+			if (l > len - off)
+				l = len - off;
+			if (hconn_scan(c, v[i].iov_base, l, &used)) {
+				c->state = HCONN_BODY;
+				event_del(c->timer);
+			}
+			off += used;
+		}
+	}
+}
+
+static void
+hconn_in_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct hconn *c = arg;
+	if (c->state != HCONN_HEAD || info->n_added == 0)
+		return;
+	size_t len = evbuffer_get_length(buf);
+	hconn_scan_from(c, buf, info->n_added <= len ? len - info->n_added : 0);
+}
+
+static const char *
+hconn_error_name(int code)
+{
+	switch (code) {
+	case 400:
+		return "bad_request";
+	case 405:
+		return "method_not_allowed";
+	case 408:
+		return "request_timeout";
+	case 413:
+		return "too_large";
+	case 417:
+		return "expectation_failed";
+	case 501:
+		return "not_implemented";
+	case 503:
+		return "unavailable";
+	default:
+		return code >= 500 ? "internal" : "bad_request";
+	}
+}
+
+/* Writes the JSON error reply for code (with Connection: close) to out. */
+static void
+hconn_json_error(struct evbuffer *out, const char *status_line, int code, const char *detail)
+{
+	json_t *o = json_pack("{s:s,s:s}", "error", hconn_error_name(code), "detail", detail);
+	char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	const char *body = js ? js : "{\"error\":\"internal\",\"detail\":\"\"}";
+	evbuffer_add_printf(out,
+	                    "%s\r\nContent-Type: application/json; charset=utf-8\r\n"
+	                    "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+	                    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+	                    status_line, strlen(body), body);
+	free(js);
+	json_decref(o);
+}
+
+/*
+ * If out holds exactly one of evhttp's own HTML error pages (evhttp_send_error:
+ * "<HTML><HEAD>\n<TITLE>..." with Content-Type: text/html), replaces it with
+ * our JSON error of the same status. Our replies always carry a charset, so
+ * they never match.
+ */
+static int hconn_rewrite_page(struct hconn *c, struct evbuffer *out, char *b, size_t len);
+
+static void
+hconn_rewrite_error(struct hconn *c, struct evbuffer *out)
+{
+	size_t len = evbuffer_get_length(out);
+	if (len < 16 || len > HCONN_ERR_MAX)
+		return;
+	char b[HCONN_ERR_MAX + 1];
+	/* evhttp's failure path leaves the output's start frozen (read-only
+	 * to us): thaw it for the rewrite, freeze it again after */
+	bool frozen = false;
+	if (evbuffer_copyout(out, b, len) != (ev_ssize_t)len) {
+		evbuffer_unfreeze(out, 1);
+		frozen = true;
+		if (evbuffer_copyout(out, b, len) != (ev_ssize_t)len) {
+			evbuffer_freeze(out, 1);
+			return;
+		}
+	}
+	b[len] = '\0';
+	if (hconn_rewrite_page(c, out, b, len) != 0)
+		log_debug("http", "%s: evhttp reply of %zu bytes left as is", c->addr, len);
+	if (frozen)
+		evbuffer_freeze(out, 1);
+}
+
+/* hconn_rewrite_error() on b, a copy of out's len bytes: 0 when done or
+ * when out is not an evhttp error page, -1 if it could not be rewritten. */
+static int
+hconn_rewrite_page(struct hconn *c, struct evbuffer *out, char *b, size_t len)
+{
+	static const char tail[] = "</BODY></HTML>\n";
+	static const char head[] = "\r\n\r\n<HTML><HEAD>\n<TITLE>";
+	if (strncmp(b, "HTTP/1.", 7) != 0 || len < sizeof tail ||
+	    memcmp(b + len - (sizeof tail - 1), tail, sizeof tail - 1) != 0)
+		return 0;
+	char *hb = strstr(b, head);
+	char *eol = strstr(b, "\r\n");
+	if (hb == NULL || eol == NULL || !strstr(b, "\r\nContent-Type: text/html\r\n"))
+		return 0;
+	int code = (int)strtol(b + 9, NULL, 10);
+	if (code < 400 || code > 599)
+		return 0;
+	*eol = '\0'; /* b is now the status line */
+	struct http_api *h = c->h;
+	char detail[160];
+	if (code == 413 && c->state == HCONN_HEAD) {
+		snprintf(detail, sizeof detail, "the request headers are over the limit");
+		log_warn("http", "%s: request headers too large: refused (413)", c->addr);
+	} else if (code == 413) {
+		snprintf(detail, sizeof detail, "the request body is over [http] max_body (%d bytes)",
+		         h->cfg->http_max_body);
+		log_warn("http", "%s: request body over [http] max_body (%d bytes): refused (413)",
+		         c->addr, h->cfg->http_max_body);
+	} else {
+		snprintf(detail, sizeof detail, "%.150s", strlen(b) > 13 ? b + 13 : "");
+		log_info("http", "%s: malformed request: %s", c->addr, b);
+	}
+	if (code == 413)
+		h->too_large++;
+	http_count(h, code);
+	c->rewriting = true;
+	int rc = evbuffer_drain(out, len);
+	if (rc == 0)
+		hconn_json_error(out, b, code, detail);
+	c->rewriting = false;
+	return rc;
+}
+
+static void
+hconn_out_cb(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct hconn *c = arg;
+	if (c->rewriting)
+		return;
+	if (info->n_added > 0 && info->orig_size + info->n_added <= HCONN_ERR_MAX + 1)
+		hconn_rewrite_error(c, out);
+	if (info->n_deleted > 0 && evbuffer_get_length(out) == 0 && c->reply_pending) {
+		/* our reply is out: the next request (maybe already in) starts now */
+		c->reply_pending = false;
+		hconn_head_start(c);
+		hconn_scan_from(c, bufferevent_get_input(c->bev), 0);
+	}
+}
+
+/* The header deadline passed: 408 (plain HTTP), then evhttp's timeout path
+ * closes the connection (and calls hconn_closed). */
+static void
+hconn_expire(struct hconn *c)
+{
+	struct http_api *h = c->h;
+	h->slow_closed++;
+	log_warn("http", "%s: request headers not complete after %d s (%zu bytes): closing (slow client)",
+	         c->addr, h->cfg->http_timeout, c->head_bytes);
+	if (h->ssl == NULL) {
+		struct evbuffer *e = evbuffer_new();
+		if (e != NULL) {
+			char d[96];
+			snprintf(d, sizeof d, "the request headers did not arrive within %d s",
+			         h->cfg->http_timeout);
+			hconn_json_error(e, "HTTP/1.1 408 Request Timeout", 408, d);
+			size_t n = evbuffer_get_length(e);
+			const char *p = (const char *)evbuffer_pullup(e, -1);
+			evutil_socket_t fd = bufferevent_getfd(c->bev);
+			/* best effort, never blocking: a few hundred bytes into an
+			 * idle socket's send buffer */
+			if (p != NULL && fd >= 0 && send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+				log_debug("http", "%s: 408 not sent: %s", c->addr, strerror(errno));
+			evbuffer_free(e);
+		}
+		http_count(h, 408);
+	}
+	bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+	/* c is freed by now (hconn_closed) */
+}
+
+static void
+hconn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct hconn *c = arg;
+	if (c->req != NULL)
+		hreq_conn_closed(evcon, c->req); /* frees the hreq, which detaches */
+	hconn_free(c);
+}
+
+/* Ties c to its evhttp connection (idempotent). */
+static void
+hconn_attach(struct hconn *c, struct evhttp_connection *evcon)
+{
+	if (c->evcon != NULL)
+		return;
+	c->evcon = evcon;
+	evhttp_connection_set_closecb(evcon, hconn_closed, c);
+	char *host = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(evcon, &host, &port);
+	snprintf(c->addr, sizeof c->addr, "%s", host ? host : "?");
+}
+
+static void
+hconn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *c = arg;
+	if (c->evcon == NULL) {
+		bufferevent_data_cb rcb = NULL;
+		void *cbarg = NULL;
+		bufferevent_getcb(c->bev, &rcb, NULL, NULL, &cbarg);
+		if (rcb == NULL || cbarg == NULL) {
+			/* evhttp already dropped it (our reference kept it) */
+			hconn_free(c);
+			return;
+		}
+		hconn_attach(c, cbarg);
+	}
+	if (c->state != HCONN_HEAD)
+		return;
+	struct timeval now;
+	event_base_gettimeofday_cached(c->h->base, &now);
+	long ms = (now.tv_sec - c->since.tv_sec) * 1000L + (now.tv_usec - c->since.tv_usec) / 1000;
+	long limit = c->h->cfg->http_timeout * 1000L;
+	if (ms + 5 >= limit) {
+		hconn_expire(c);
+		return;
+	}
+	struct timeval tv = {(limit - ms) / 1000, ((limit - ms) % 1000) * 1000};
+	event_add(c->timer, &tv);
+}
+
+static struct hconn *
+hconn_new(struct http_api *h, struct bufferevent *bev)
+{
+	struct hconn *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		abort();
+	c->h = h;
+	c->bev = bev;
+	bufferevent_incref(bev);
+	snprintf(c->addr, sizeof c->addr, "?");
+	c->timer = evtimer_new(h->base, hconn_timer_cb, c);
+	c->in_cb = evbuffer_add_cb(bufferevent_get_input(bev), hconn_in_cb, c);
+	c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), hconn_out_cb, c);
+	if (c->timer == NULL || c->in_cb == NULL || c->out_cb == NULL)
+		abort();
+	hconn_head_start(c);
+	/* attach as soon as evhttp has set the connection up */
+	struct timeval zero = {0, 0};
+	event_add(c->timer, &zero);
+	c->next = h->conns;
+	if (h->conns)
+		h->conns->prev = c;
+	h->conns = c;
+	return c;
+}
+
+static void
+hconn_free(struct hconn *c)
+{
+	struct http_api *h = c->h;
+	if (c->req != NULL)
+		c->req->conn = NULL;
+	if (c->evcon != NULL)
+		evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+	evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
+	evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
+	event_free(c->timer);
+	bufferevent_decref(c->bev);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c);
+}
+
+static struct hconn *
+hconn_find(struct http_api *h, struct evhttp_connection *evcon)
+{
+	if (evcon == NULL)
+		return NULL;
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	for (struct hconn *c = h->conns; c; c = c->next)
+		if (c->bev == bev) {
+			hconn_attach(c, evcon);
+			return c;
+		}
+	return NULL;
+}
+
+/* One of our replies is about to be queued on req's connection. */
+static void
+http_mark_reply(struct http_api *h, struct evhttp_request *req)
+{
+	struct hconn *c = hconn_find(h, evhttp_request_get_connection(req));
+	if (c != NULL)
+		c->reply_pending = true;
+}
+
+/* ------------------------------------------------------------------ */
 /* Request objects                                                     */
 
 static void
@@ -232,6 +662,33 @@ hreq_conn_closed(struct evhttp_connection *evcon, void *arg)
 	struct hreq *r = arg;
 	log_debug("http", "client %s went away before the reply", r->addr);
 	hreq_free(r);
+}
+
+/* Ties r to its connection: when the client goes away first, r is freed. */
+static void
+hreq_attach(struct hreq *r)
+{
+	r->conn = hconn_find(r->h, r->evcon);
+	if (r->conn != NULL) {
+		r->conn->req = r;
+	} else {
+		evhttp_connection_set_closecb(r->evcon, hreq_conn_closed, r);
+		r->own_closecb = true;
+	}
+}
+
+/* Unties r from its connection (before replying or freeing). */
+static void
+hreq_detach(struct hreq *r)
+{
+	if (r->conn != NULL) {
+		if (r->conn->req == r)
+			r->conn->req = NULL;
+		r->conn = NULL;
+	} else if (r->own_closecb) {
+		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		r->own_closecb = false;
+	}
 }
 
 static struct hreq *
@@ -254,7 +711,7 @@ hreq_new(struct http_api *h, struct evhttp_request *req)
 	if (h->active)
 		h->active->prev = r;
 	h->active = r;
-	evhttp_connection_set_closecb(r->evcon, hreq_conn_closed, r);
+	hreq_attach(r);
 	return r;
 }
 
@@ -264,6 +721,7 @@ hreq_free(struct hreq *r)
 	if (r == NULL)
 		return;
 	struct http_api *h = r->h;
+	hreq_detach(r);
 	if (r->qid != 0)
 		store_cancel(h->st, r->qid);
 	if (r->prev)
@@ -1135,6 +1593,7 @@ metrics_render(struct http_api *h, struct strbuf *b, PGresult *res)
 		              ls[i].name, ls[i].dlrs);
 	}
 
+	pdu_stats_render(b);
 	struct store_stats ss;
 	memset(&ss, 0, sizeof ss);
 	store_get_stats(h->st, &ss);
@@ -1194,7 +1653,7 @@ metrics_cb(void *arg, PGresult *res, const char *err)
 	struct strbuf b;
 	strbuf_init(&b);
 	metrics_render(r->h, &b, res);
-	evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	hreq_detach(r);
 	http_send(r->h, r->req, 200, "text/plain; version=0.0.4; charset=utf-8", b.s, b.len);
 	strbuf_free(&b);
 	hreq_free(r);
@@ -1287,6 +1746,7 @@ h_static(struct http_api *h, struct evhttp_request *req, const char *path)
 	else
 		close(fd);
 	http_count(h, 200);
+	http_mark_reply(h, req);
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);
 }
@@ -1318,12 +1778,13 @@ h_ussd_done(void *arg, int status, const char *body)
 	free(w);
 	if (r == NULL)
 		return; /* the aggregator hung up; the step is committed all the same */
-	evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	hreq_detach(r);
 	struct evbuffer *b = evbuffer_new();
 	evbuffer_add(b, body, strlen(body));
 	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 	                  "text/plain; charset=utf-8");
 	http_count(r->h, status);
+	http_mark_reply(r->h, r->req);
 	evhttp_send_reply(r->req, status, status == 200 ? "OK" : "Error", b);
 	evbuffer_free(b);
 	hreq_free(r);
@@ -1482,15 +1943,135 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 /* ------------------------------------------------------------------ */
 /* Setup                                                               */
 
+/* Every connection's bufferevent (TLS when configured), watched by an hconn. */
 static struct bufferevent *
-http_tls_bevcb(struct event_base *base, void *arg)
+http_bevcb(struct event_base *base, void *arg)
 {
 	struct http_api *h = arg;
-	SSL *ssl = SSL_new(h->ssl);
-	if (ssl == NULL)
-		return NULL;
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-	                                      BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev;
+	if (h->ssl != NULL) {
+		SSL *ssl = SSL_new(h->ssl);
+		if (ssl == NULL)
+			return NULL;
+		bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		                                     BEV_OPT_CLOSE_ON_FREE);
+		if (bev == NULL)
+			SSL_free(ssl);
+	} else {
+		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (bev != NULL)
+		hconn_new(h, bev);
+	return bev;
+}
+
+#define HTTP_TLS_WARN_DAYS 14 /* warn when the certificate expires sooner */
+
+/* ASN1 time as text ("Jan  2 00:00:00 2020 GMT"). */
+static void
+tls_time_str(const ASN1_TIME *t, char *out, size_t cap)
+{
+	snprintf(out, cap, "?");
+	BIO *b = BIO_new(BIO_s_mem());
+	if (b == NULL)
+		return;
+	if (ASN1_TIME_print(b, t) == 1) {
+		int n = BIO_read(b, out, (int)cap - 1);
+		out[n > 0 ? n : 0] = '\0';
+	}
+	BIO_free(b);
+}
+
+static void
+tls_err_str(const char *what, char *err, size_t cap)
+{
+	char e[256];
+	unsigned long code = ERR_peek_last_error();
+	if (code != 0)
+		ERR_error_string_n(code, e, sizeof e);
+	else
+		snprintf(e, sizeof e, "%s", strerror(errno));
+	ERR_clear_error();
+	snprintf(err, cap, "%s: %s", what, e);
+}
+
+/*
+ * Loads [http] tls_cert and tls_key into ctx and checks them: the
+ * certificate must be valid now (not expired, not yet valid) and the key
+ * must match it; otherwise -1 with the reason in err. A self-signed
+ * certificate, or one expiring within HTTP_TLS_WARN_DAYS, is only warned
+ * about (logged).
+ */
+static int
+http_tls_load(SSL_CTX *ctx, const struct sg_config *cfg, char *err, size_t cap)
+{
+	const char *cert = cfg->http_tls_cert;
+	const char *key = cfg->http_tls_key[0] ? cfg->http_tls_key : cert;
+	ERR_clear_error();
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		tls_err_str("cannot load the certificate", err, cap);
+		return -1;
+	}
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	if (x == NULL) {
+		snprintf(err, cap, "no certificate in the file");
+		return -1;
+	}
+	char nb[64], na[64];
+	tls_time_str(X509_get0_notBefore(x), nb, sizeof nb);
+	tls_time_str(X509_get0_notAfter(x), na, sizeof na);
+	int c1 = X509_cmp_current_time(X509_get0_notBefore(x));
+	int c2 = X509_cmp_current_time(X509_get0_notAfter(x));
+	if (c1 == 0 || c2 == 0) {
+		snprintf(err, cap, "the certificate's validity dates cannot be read");
+		return -1;
+	}
+	if (c1 > 0) {
+		snprintf(err, cap, "the certificate is not yet valid (notBefore %s)", nb);
+		return -1;
+	}
+	if (c2 < 0) {
+		snprintf(err, cap, "the certificate has expired (notAfter %s)", na);
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			snprintf(err, cap, "the private key %s does not match the certificate", key);
+		} else {
+			tls_err_str("cannot load the private key", err, cap);
+		}
+		return -1;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ERR_clear_error();
+		snprintf(err, cap, "the private key %s does not match the certificate", key);
+		return -1;
+	}
+	time_t soon = time(NULL) + (time_t)HTTP_TLS_WARN_DAYS * 86400;
+	if (X509_cmp_time(X509_get0_notAfter(x), &soon) < 0)
+		log_warn("http", "TLS certificate %s expires soon (notAfter %s)", cert, na);
+	if (X509_self_signed(x, 0) == 1)
+		log_warn("http", "TLS certificate %s is self-signed: clients must be given it to trust it "
+		                 "(use a certificate from a CA in production)", cert);
+	ERR_clear_error();
+	return 0;
+}
+
+int
+http_api_check_tls(const struct sg_config *cfg, FILE *out)
+{
+	if (cfg->http_tls_cert[0] == '\0')
+		return 0;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char err[512];
+	int rc = ctx ? http_tls_load(ctx, cfg, err, sizeof err) : -1;
+	if (ctx == NULL)
+		snprintf(err, sizeof err, "cannot create a TLS context");
+	if (rc != 0 && out != NULL)
+		fprintf(out, "%s: [http] tls_cert: %s\n", cfg->http_tls_cert, err);
+	SSL_CTX_free(ctx);
+	return rc != 0 ? 1 : 0;
 }
 
 static int
@@ -1501,16 +2082,11 @@ http_tls_init(struct http_api *h)
 		return -1;
 	SSL_CTX_set_min_proto_version(h->ssl, TLS1_2_VERSION);
 	SSL_CTX_set_options(h->ssl, SSL_OP_NO_RENEGOTIATION);
-	const char *key = h->cfg->http_tls_key[0] ? h->cfg->http_tls_key : h->cfg->http_tls_cert;
-	if (SSL_CTX_use_certificate_chain_file(h->ssl, h->cfg->http_tls_cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(h->ssl, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(h->ssl) != 1) {
-		char e[256];
-		ERR_error_string_n(ERR_get_error(), e, sizeof e);
-		log_error("http", "TLS certificate %s: %s", h->cfg->http_tls_cert, e);
+	char err[512];
+	if (http_tls_load(h->ssl, h->cfg, err, sizeof err) != 0) {
+		log_error("http", "TLS certificate %s refused: %s", h->cfg->http_tls_cert, err);
 		return -1;
 	}
-	evhttp_set_bevcb(h->http, http_tls_bevcb, h);
 	return 0;
 }
 
@@ -1536,6 +2112,7 @@ http_api_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
 	                                        EVHTTP_REQ_OPTIONS);
 	evhttp_set_gencb(h->http, http_gen_cb, h);
+	evhttp_set_bevcb(h->http, http_bevcb, h);
 	if (cfg->http_tls_cert[0] != '\0' && http_tls_init(h) != 0)
 		goto fail;
 	if (cfg->http_dashboard_dir[0] != '\0' && realpath(cfg->http_dashboard_dir, h->webroot) == NULL) {
@@ -1611,11 +2188,12 @@ http_api_free(struct http_api *h)
 		return;
 	while (h->active != NULL) {
 		struct hreq *r = h->active;
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
 		hreq_free(r);
 	}
 	if (h->http)
-		evhttp_free(h->http);
+		evhttp_free(h->http); /* closes every connection: their hconns go */
+	while (h->conns != NULL)
+		hconn_free(h->conns); /* never attached to their evhttp connection */
 	if (h->ssl)
 		SSL_CTX_free(h->ssl);
 	free(h);

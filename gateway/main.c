@@ -84,6 +84,7 @@ check_only(const char *path)
 		struct content *c = content_load(cfg->content_dir, stdout, &nerr);
 		content_free(c);
 		errs += nerr;
+		errs += http_api_check_tls(cfg, stdout);
 	}
 	if (errs == 0)
 		printf("%s: ok\n", path);
@@ -183,6 +184,13 @@ link_lock_cb(void *arg, const char *link, bool held)
 }
 
 static void
+sched_configured_cb(void *arg)
+{
+	struct daemon *d = arg;
+	pipeline_set_bulk_ready(d->pipe);
+}
+
+static void
 store_up_cb(void *arg)
 {
 	struct daemon *d = arg;
@@ -241,6 +249,9 @@ daemon_start(struct daemon *d)
 	ussd_set_content(d->ussd, d->content);
 	pipeline_set_ussd(d->pipe, ussd_handle, d->ussd);
 	d->sched = sched_new(d->base, &d->cfg, d->store);
+	if (d->sched == NULL)
+		fatal("out of memory");
+	sched_on_configured(d->sched, sched_configured_cb, d);
 	d->locks = linklock_new(d->base, &d->cfg, link_lock_cb, d);
 	pipeline_set_standby(d->pipe, d->cfg.link_lock && d->cfg.n_links > 0);
 	pipeline_set_content(d->pipe, d->content);

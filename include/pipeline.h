@@ -69,6 +69,14 @@ const struct core_ops *pipeline_core_ops(void);
  */
 void pipeline_set_standby(struct pipeline *p, bool standby);
 
+/*
+ * Bulk MTs (broadcasts, reminders) are claimed only once this is set: the
+ * claim re-checks quiet hours and the daily cap against campaign_settings,
+ * which the scheduler rewrites from the configuration at start-up
+ * (sched_on_configured). Interactive replies never wait for it.
+ */
+void pipeline_set_bulk_ready(struct pipeline *p);
+
 /* Re-reads pending work from the database; called whenever the store comes up. */
 void pipeline_recover(struct pipeline *p);
 

@@ -22,4 +22,12 @@ void sched_start(struct sched *s);
 void sched_stop(struct sched *s);
 void sched_free(struct sched *s);
 
+/*
+ * fn(arg) is called each time the [campaign] settings have been written to
+ * the database (at start-up, and again after a failure made the scheduler
+ * configure anew). Bulk sending waits for the first call: until then the
+ * database holds whatever settings the previous run left behind.
+ */
+void sched_on_configured(struct sched *s, void (*fn)(void *arg), void *arg);
+
 #endif

@@ -11,10 +11,14 @@
  *    (proficiency events, household join, language, an SMS, the SMS flow
  *    state). No I/O, no clock, no rand().
  *  - I/O (ussd_new, ussd_handle, ussd_http): dialog state lives in the
- *    ussd_sessions table with an in-memory cache; each step is committed by
- *    sg_ussd_step (sql/006_ussd.sql) before the deliver_sm is acknowledged
- *    and before the screen is submitted. Idle and total timeouts end a
- *    dialog cleanly; an interrupted quiz is handed over to SMS.
+ *    ussd_sessions table with an in-memory cache; each step is committed
+ *    before the deliver_sm is acknowledged and before the screen is
+ *    submitted (or the HTTP reply sent). Steps and loads of all dialogs are
+ *    group-committed by sg_ussd_steps / sg_ussd_loads
+ *    (sql/008_ussd_batch.sql): one batch of each kind in flight, the next
+ *    collecting meanwhile; a dialog has one step in flight at a time, so its
+ *    steps stay in order. Idle and total timeouts end a dialog cleanly; an
+ *    interrupted quiz is handed over to SMS.
  */
 #ifndef SG_USSD_H
 #define SG_USSD_H

@@ -372,3 +372,27 @@ describe('campaigns through the daemon', () => {
     assert.match(env.log(env.daemons.length - 1), /fake clock: now = 2030-05-01T10:00:00\+07:00 \(frozen\)/);
   });
 });
+
+// The configured [campaign] settings are written to the database at start-up;
+// bulk messages already queued must not be judged by the settings a previous
+// run left behind (here: quiet all day) before that write commits.
+describe('start-up with bulk messages already queued', () => {
+  it('nothing is claimed under stale campaign settings: all sent at once under the configured ones', async () => {
+    const env = await h.start({ daemon: false, conf: { campaign: { quiet_hours: '' } } });
+    try {
+      await configure(env, { quiet_hours: '00:00-23:59', daily_cap: 0 });
+      const N = 3000;
+      await env.sql(`INSERT INTO mt_messages (msisdn, text, kind, priority, state)
+                     SELECT '8496' || lpad(g::text, 7, '0'), 'queued before start', 'broadcast', 1, 'queued'
+                       FROM generate_series(1, $1) g`, [N]);
+      await env.startDaemon();
+      await env.waitFor(async () => (await env.sql("SELECT count(*)::int AS n FROM mt_messages WHERE state IN ('submitted', 'delivered')"))[0].n === N,
+        30000, 'every queued bulk message sent')
+        .catch(async (e) => { throw new Error(`${e.message}: ${JSON.stringify(await env.sql("SELECT state, next_attempt_at > now() AS deferred, count(*)::int FROM mt_messages GROUP BY 1, 2"))}`); });
+      const [cs] = await env.sql('SELECT quiet_hours FROM campaign_settings');
+      assert.equal(cs.quiet_hours, '', 'the configured settings replaced the stale ones');
+    } finally {
+      await env.stop();
+    }
+  });
+});

@@ -137,6 +137,14 @@ test('HTTP API', async (t) => {
       const big = HDR + '\n' + 'HN-X,01,001,00001,x,,vi\n'.repeat(4000);
       const r = await call(env, 'POST', '/api/v1/households/import', { token: tok.staff, body: big });
       assert.strictEqual(r.status, 413);
+      // our JSON error (not libevent's HTML page), and the connection is closed
+      assert.match(r.headers.get('content-type'), /^application\/json/);
+      assert.strictEqual(r.json.error, 'too_large');
+      assert.match(r.json.detail, /max_body/);
+      assert.strictEqual(r.headers.get('connection'), 'close');
+      // nothing of it was imported, and the next request is served
+      assert.strictEqual((await env.sql("SELECT count(*)::int n FROM households WHERE code = 'HN-X'"))[0].n, 0);
+      assert.strictEqual((await call(env, 'GET', '/healthz')).status, 200);
     });
 
     await t.test('coverage report matches the database', async () => {

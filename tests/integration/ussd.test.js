@@ -266,3 +266,86 @@ test('HTTP callback POST /ussd: CON/END and 400 on malformed requests', { skip: 
   const none = await env.sql("SELECT count(*)::int AS n FROM ussd_sessions WHERE session_key = 'ATbad'");
   assert.equal(none[0].n, 0, 'no session for a malformed request');
 });
+
+test('a burst of 300 simultaneous HTTP dialogs: every screen right, every MO and state committed', { skip: !HAVE_HTTP && 'gateway/http_api.c has no /ussd route yet' }, async () => {
+  // steps of many dialogs share one commit (sql/008_ussd_batch.sql): check each
+  // answer and the database, not the timing
+  const N = 300;
+  const made = await env.skillctl(['token', 'create', '--role', 'partner', '--name', 'burst']);
+  assert.equal(made.code, 0, made.stderr);
+  const token = made.stdout.trim().split(/\s+/).pop();
+  const post = async (fields) => {
+    const r = await fetch(`${env.http}/ussd`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${token}` },
+      body: new URLSearchParams(fields).toString(),
+    });
+    return { status: r.status, body: await r.text() };
+  };
+  const dialogs = Array.from({ length: N }, (_, i) => ({
+    msisdn: number(), sessionId: `burst-${seq}-${i}`,
+    // a third each: progress, quiz menu, language menu
+    pick: ['3', '1', '5'][i % 3],
+  }));
+  const want = { 3: /^CON .*Ky nang da dat/s, 1: /^CON Chon ky nang/, 5: /^CON .*English/s };
+  const results = await Promise.all(dialogs.map(async (d) => {
+    const base = { sessionId: d.sessionId, serviceCode: '*8079#', phoneNumber: `+${d.msisdn}`, networkCode: '45204' };
+    const first = await post({ ...base, text: '' });
+    const second = await post({ ...base, text: d.pick });
+    return { first, second };
+  }));
+  results.forEach(({ first, second }, i) => {
+    assert.equal(first.status, 200, `dialog ${i}: first step ${first.body}`);
+    assert.match(first.body, /^CON .*1 Kiem tra ky nang/s, `dialog ${i}: main menu`);
+    assert.equal(second.status, 200, `dialog ${i}: second step ${second.body}`);
+    assert.match(second.body, want[dialogs[i].pick], `dialog ${i}: screen of "${dialogs[i].pick}"`);
+  });
+  const nums = dialogs.map((d) => d.msisdn);
+  const mo = await env.sql("SELECT msisdn, array_agg(text ORDER BY id) AS texts FROM mo_messages WHERE msisdn = ANY($1) AND channel = 'http' AND state = 'processed' GROUP BY msisdn", [nums]);
+  assert.equal(mo.length, N, 'MO rows of every dialog');
+  const moBy = new Map(mo.map((r) => [r.msisdn, r.texts]));
+  const states = await env.sql("SELECT msisdn, session_key, state, ended_at FROM ussd_sessions WHERE link = 'http' AND msisdn = ANY($1)", [nums]);
+  assert.equal(states.length, N, 'a session row for every dialog');
+  const stBy = new Map(states.map((r) => [r.session_key, r]));
+  const letter = { 3: 'P', 1: 'K', 5: 'L' };
+  for (const d of dialogs) {
+    assert.deepEqual(moBy.get(d.msisdn), ['', d.pick], `MO rows of ${d.msisdn}, in order`);
+    const st = stBy.get(d.sessionId);
+    assert.ok(st, `session ${d.sessionId}`);
+    assert.equal(st.state, `${letter[d.pick]}:vi:0:1`, `state of ${d.sessionId}`);
+    assert.equal(st.ended_at, null);
+  }
+  const mt = await env.sql("SELECT count(*)::int AS n FROM mt_messages WHERE msisdn = ANY($1) AND kind = 'ussd' AND state = 'delivered' AND owner LIKE '%/ussd'", [nums]);
+  assert.equal(mt[0].n, 2 * N, 'both screens of every dialog recorded as delivered');
+  const subs = await env.sql('SELECT count(*)::int AS n FROM subscribers WHERE msisdn = ANY($1) AND last_mo_at IS NOT NULL', [nums]);
+  assert.equal(subs[0].n, N, 'a subscriber row for every number');
+});
+
+test('two dialogs of one number in the same burst keep their own state and order', { skip: !HAVE_HTTP && 'gateway/http_api.c has no /ussd route yet' }, async () => {
+  const msisdn = number();
+  const made = await env.skillctl(['token', 'create', '--role', 'partner', '--name', 'twin']);
+  const token = made.stdout.trim().split(/\s+/).pop();
+  const post = (fields) => fetch(`${env.http}/ussd`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${token}` },
+    body: new URLSearchParams({ serviceCode: '*8079#', phoneNumber: msisdn, networkCode: '45204', ...fields }).toString(),
+  }).then((r) => r.text());
+  const a = `twinA-${seq}`;
+  const b = `twinB-${seq}`;
+  await Promise.all([post({ sessionId: a, text: '' }), post({ sessionId: b, text: '' })]);
+  // A: self-assessment, first answer; B: language -> English
+  const [ra, rb] = await Promise.all([post({ sessionId: a, text: '2' }), post({ sessionId: b, text: '5' })]);
+  assert.match(ra, /^CON /);
+  assert.match(rb, /English/);
+  const [ra2, rb2] = await Promise.all([post({ sessionId: a, text: '2*4' }), post({ sessionId: b, text: '5*2' })]);
+  assert.match(ra2, /^CON /);
+  assert.match(rb2, /^CON .*1 Quiz/s);
+  const rows = await env.sql('SELECT session_key, state FROM ussd_sessions WHERE msisdn = $1 ORDER BY session_key', [msisdn]);
+  assert.deepEqual(rows.map((r) => r.session_key), [a, b]);
+  assert.match(rows[0].state, /^S:vi:0:2:2$/);
+  assert.match(rows[1].state, /^M:en:0:2$/);
+  const ev = await env.sql("SELECT kind, value, source FROM proficiency_events WHERE msisdn = $1", [msisdn]);
+  assert.deepEqual(ev, [{ kind: 'self', value: 3, source: 'ussd' }]);
+  const sub = await env.sql('SELECT language FROM subscribers WHERE msisdn = $1', [msisdn]);
+  assert.equal(sub[0].language, 'en');
+});
