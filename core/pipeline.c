@@ -7,7 +7,7 @@
  *
  * Per-subscriber order: `busy` maps a number to the MOs of that number that
  * are in flight or waiting. Only the head is in flight; the others wait,
- * unacknowledged, and enter the next ingest batch once the head is applied.
+ * unacknowledged, and enter the next batch once the head is committed.
  */
 #include "pipeline.h"
 
@@ -43,7 +43,7 @@ struct mo_item {
 	bool partial;
 	int n_acks;
 	struct msg_ack *acks;
-	int64_t mo_id;            /* after ingest */
+	int64_t mo_id;            /* stored MOs being recovered */
 };
 
 /* MOs of one number: head in flight, the rest waiting. */
@@ -307,7 +307,7 @@ mo_done(struct pipeline *p, struct mo_item *m)
 }
 
 /* ------------------------------------------------------------------ */
-/* Inbound: ingest -> ack -> flow -> apply                            */
+/* Inbound: prepare -> flow -> commit -> ack and replies              */
 
 static void
 mo_core_cb(void *core, const struct msg_mo *mo)
@@ -422,6 +422,7 @@ flow_to_json(const struct mo_item *m, int64_t mo_id, const struct flow_result *f
 struct apply_ctx {
 	struct pipeline *p;
 	struct mo_item *items; /* list via next; released when applied */
+	int n;                 /* MOs stored by sg_mo_commit (fresh batches) */
 };
 
 static void
@@ -444,12 +445,12 @@ mt_enqueue(struct pipeline *p, const struct msg_mt *mt)
 	q->n++;
 }
 
-/* Rows of (id, msisdn, text, ..., link, ussd_session, ussd_end) -> gateway. */
+/* Rows first.. of (id, msisdn, text, ..., link, ussd_session, ussd_end) -> gateway. */
 static void
-mt_from_rows(struct pipeline *p, PGresult *res, enum msg_prio prio, int c_id, int c_to,
+mt_from_rows(struct pipeline *p, PGresult *res, int first, enum msg_prio prio, int c_id, int c_to,
              int c_text, int c_link, int c_from, int c_fold)
 {
-	for (int r = 0; r < PQntuples(res); r++) {
+	for (int r = first; r < PQntuples(res); r++) {
 		struct msg_mt mt;
 		memset(&mt, 0, sizeof mt);
 		mt.id = atoll(PQgetvalue(res, r, c_id));
@@ -479,7 +480,7 @@ apply_cb(void *arg, PGresult *res, const char *err)
 		if (!p->stopping)
 			sweep_later(p, 1000);
 	} else
-		mt_from_rows(p, res, MSG_PRIO_INTERACTIVE, 0, 1, 2, 4, -1, -1);
+		mt_from_rows(p, res, 0, MSG_PRIO_INTERACTIVE, 0, 1, 2, 4, -1, -1);
 	struct mo_item *m = a->items;
 	while (m) {
 		struct mo_item *next = m->next;
@@ -497,9 +498,52 @@ struct mo_row {
 	struct flow_sub sub;
 };
 
-/* Runs the flow engine on each new MO of items (rows[i] for the i-th) and applies it. */
+/*
+ * A fresh batch (sg_mo_commit) is committed: its MOs are acknowledged (the
+ * duplicates with them) and the replies go to the gateway. On failure nothing
+ * of the batch is stored and every MO gets the temporary error.
+ */
 static void
-mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *rows)
+commit_cb(void *arg, PGresult *res, const char *err)
+{
+	struct apply_ctx *a = arg;
+	struct pipeline *p = a->p;
+	p->in_flight--;
+	p->mo_committing--;
+	bool ok = a->n == 0 || (res != NULL && PQntuples(res) >= a->n);
+	if (!ok)
+		log_warn("pipeline", "MO batch not committed (%s): temporary error to the SMSC",
+		         res == NULL ? err : "short result");
+	for (struct mo_item *m = a->items; m; m = m->next) {
+		if (!ok)
+			p->stats.mo_refused++;
+		mo_ack(p, m, ok ? 0 : (uint32_t)p->cfg->mo_temp_error);
+	}
+	if (ok) {
+		p->stats.mo_committed += (uint64_t)a->n;
+		/* kind, ord, mo_id, mt_id, msisdn, text, link, ...: the a->n 'mo' rows, then replies */
+		mt_from_rows(p, res, a->n, MSG_PRIO_INTERACTIVE, 3, 4, 5, 6, -1, -1);
+	}
+	struct mo_item *m = a->items;
+	while (m) {
+		struct mo_item *next = m->next;
+		mo_done(p, m);
+		m = next;
+	}
+	free(a);
+	mo_batch_flush(p); /* what arrived meanwhile */
+	pipeline_check_stop(p);
+}
+
+/*
+ * Runs the flow engine on each new MO of items (rows[i] for the i-th) and
+ * stores the outcome. fresh: the batch comes from sg_mo_prepare and nothing
+ * of it is stored yet: MO rows, outcome and replies commit together
+ * (sg_mo_commit; looping MOs are stored, duplicates not). Otherwise the MOs
+ * were committed earlier (recovery) and only the outcome is applied.
+ */
+static void
+mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *rows, bool fresh)
 {
 	struct apply_ctx *a = calloc(1, sizeof *a);
 	json_t *arr = json_array();
@@ -511,6 +555,7 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 	int64_t now = pipeline_now();
 	int r = 0;
 	for (struct mo_item *m = items; m; m = m->next, r++) {
+		json_t *el = NULL;
 		if (strcmp(rows[r].status, "duplicate") == 0) {
 			p->stats.mo_duplicates++;
 			continue;
@@ -520,13 +565,32 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 			p->stats.mo_looping++;
 			log_warn("pipeline", "loop guard: no reply to %s (same text too often)",
 			         log_msisdn(m->from, mb, sizeof mb));
-			continue;
+			if (!fresh)
+				continue;
+			el = json_pack("{s:s}", "msisdn", m->from);
+		} else {
+			flow_handle_sms(p->content, &p->fcfg, &rows[r].sub, m->text, now,
+			                pipeline_rand(p), fr);
+			el = flow_to_json(m, m->mo_id, fr, "sms");
 		}
-		flow_handle_sms(p->content, &p->fcfg, &rows[r].sub, m->text, now, pipeline_rand(p),
-		                fr);
-		json_array_append_new(arr, flow_to_json(m, m->mo_id, fr, "sms"));
+		if (fresh) {
+			json_object_set_new(el, "in",
+			                    json_pack("{s:s s:s s:s s:s s:b s:s}", "link", m->link, "smsc_id",
+			                              m->smsc_id, "dest", m->to, "text", m->text,
+			                              "partial", m->partial, "state",
+			                              strcmp(rows[r].status, "looping") == 0 ? "looping"
+			                                                                    : "processed"));
+			a->n++;
+		}
+		json_array_append_new(arr, el);
 	}
 	free(fr);
+	if (fresh && a->n == 0) { /* only duplicates: their originals are stored */
+		json_decref(arr);
+		p->in_flight++;
+		commit_cb(a, NULL, NULL);
+		return;
+	}
 	char *js = json_dumps(arr, JSON_COMPACT);
 	json_decref(arr);
 	const char *rule = p->fcfg.rule == FLOW_RULE_SELF   ? "self"
@@ -534,49 +598,51 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 	                                                    : "both";
 	const char *params[] = {js, rule, p->owner};
 	p->in_flight++;
-	uint64_t id = store_query(p->st, "SELECT * FROM sg_mo_apply($1::jsonb, $2, $3)", 3, params,
-	                          apply_cb, a);
+	uint64_t id =
+	    fresh ? store_query(p->st, "SELECT * FROM sg_mo_commit($1::jsonb, $2, $3)", 3, params,
+	                        commit_cb, a)
+	          : store_query(p->st, "SELECT * FROM sg_mo_apply($1::jsonb, $2, $3)", 3, params,
+	                        apply_cb, a);
 	free(js);
 	if (id == 0)
-		apply_cb(a, NULL, "store refused");
+		(fresh ? commit_cb : apply_cb)(a, NULL, "store refused");
 }
 
+/* sg_mo_prepare answered: run the flows and commit everything at once. */
 static void
-ingest_cb(void *arg, PGresult *res, const char *err)
+prepare_cb(void *arg, PGresult *res, const char *err)
 {
 	struct mo_batch *b = arg;
 	struct pipeline *p = b->p;
 	p->in_flight--;
-	p->mo_committing--;
 	if (res == NULL || PQntuples(res) != b->n) {
+		p->mo_committing--;
 		mo_batch_fail(p, b, res == NULL ? err : "short result");
 		mo_batch_flush(p);
 		pipeline_check_stop(p);
 		return;
 	}
-	/* committed: acknowledge every MO of the batch, duplicates included */
-	for (struct mo_item *m = b->head; m; m = m->next)
-		mo_ack(p, m, 0);
-	p->stats.mo_committed += (uint64_t)b->n;
-	/* columns: idx, mo_id, status, is_new, then the snapshot from 4 */
+	/* columns: idx, dup_of, status, is_new, then the snapshot from 4 */
 	struct mo_row *rows = calloc((size_t)b->n, sizeof *rows);
 	if (rows == NULL)
 		fatal("out of memory");
 	int r = 0;
 	for (struct mo_item *m = b->head; m; m = m->next, r++) {
-		m->mo_id = atoll(PQgetvalue(res, r, 1));
 		rows[r].status = PQgetvalue(res, r, 2);
 		if (strcmp(rows[r].status, "new") == 0)
 			snapshot_from_row(res, r, 4, m->from, PQgetvalue(res, r, 3)[0] == 't',
 			                  &rows[r].sub);
 	}
-	mo_run_flows(p, b->head, rows);
+	mo_run_flows(p, b->head, rows, true);
 	free(rows);
 	free(b);
-	mo_batch_flush(p); /* what arrived meanwhile */
-	pipeline_check_stop(p);
 }
 
+/*
+ * Sends the open MO batch on its way: sg_mo_prepare (read-only), then the
+ * flows, then sg_mo_commit. One batch at a time (more only when the open one
+ * is full): while one is on its way the next grows.
+ */
 static void
 mo_batch_flush(struct pipeline *p)
 {
@@ -584,12 +650,12 @@ mo_batch_flush(struct pipeline *p)
 	if (b == NULL || b->n == 0)
 		return;
 	if (p->mo_committing > 0 && b->n < p->cfg->db_batch_max && !p->stopping)
-		return; /* ingest_cb flushes it when the one committing is done */
+		return; /* commit_cb flushes it when the one on its way is done */
 	p->open_mo = NULL;
 	evtimer_del(p->mo_timer);
 
-	struct strbuf a[6];
-	for (int i = 0; i < 6; i++) {
+	struct strbuf a[4];
+	for (int i = 0; i < 4; i++) {
 		strbuf_init(&a[i]);
 		strbuf_pgarr_begin(&a[i]);
 	}
@@ -597,27 +663,25 @@ mo_batch_flush(struct pipeline *p)
 		strbuf_pgarr_elem(&a[0], m->link);
 		strbuf_pgarr_elem(&a[1], m->smsc_id);
 		strbuf_pgarr_elem(&a[2], m->from);
-		strbuf_pgarr_elem(&a[3], m->to);
-		strbuf_pgarr_elem(&a[4], m->text);
-		strbuf_pgarr_elem(&a[5], m->partial ? "t" : "f");
+		strbuf_pgarr_elem(&a[3], m->text);
 	}
 	char dd[16], lm[16], lw[16];
 	snprintf(dd, sizeof dd, "%d", p->cfg->dedupe_window);
 	snprintf(lm, sizeof lm, "%d", p->cfg->loop_max);
 	snprintf(lw, sizeof lw, "%d", p->cfg->loop_window);
-	const char *params[9];
-	for (int i = 0; i < 6; i++) {
+	const char *params[7];
+	for (int i = 0; i < 4; i++) {
 		strbuf_pgarr_end(&a[i]);
 		params[i] = a[i].s;
 	}
-	params[6] = dd;
-	params[7] = lm;
-	params[8] = lw;
+	params[4] = dd;
+	params[5] = lm;
+	params[6] = lw;
 	uint64_t id = store_query(p->st,
-	                          "SELECT * FROM sg_mo_ingest($1::text[], $2::text[], $3::text[], "
-	                          "$4::text[], $5::text[], $6::boolean[], $7, $8, $9)",
-	                          9, params, ingest_cb, b);
-	for (int i = 0; i < 6; i++)
+	                          "SELECT * FROM sg_mo_prepare($1::text[], $2::text[], $3::text[], "
+	                          "$4::text[], $5, $6, $7)",
+	                          7, params, prepare_cb, b);
+	for (int i = 0; i < 4; i++)
 		strbuf_free(&a[i]);
 	if (id == 0) {
 		mo_batch_fail(p, b, "database unavailable");
@@ -697,7 +761,7 @@ recover_mo_cb(void *arg, PGresult *res, const char *err)
 	}
 	if (k > 0) {
 		log_info("pipeline", "recovering %d committed but unprocessed MO", k);
-		mo_run_flows(p, head, rows);
+		mo_run_flows(p, head, rows, false);
 	}
 	free(rows);
 	pipeline_check_stop(p);
@@ -864,7 +928,7 @@ claim_cb(void *arg, PGresult *res, const char *err)
 		log_warn("pipeline", "claiming queued MTs failed: %s", err);
 	} else {
 		/* id, msisdn, source, text, priority, fold, link, ussd_session, ussd_end */
-		mt_from_rows(p, res, prio, 0, 1, 3, 6, 2, 5);
+		mt_from_rows(p, res, 0, prio, 0, 1, 3, 6, 2, 5);
 		if (PQntuples(res) == MT_CLAIM_BATCH)
 			arm_timer(p->pump_timer, 0); /* more where that came from */
 	}

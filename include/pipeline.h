@@ -2,16 +2,17 @@
  * pipeline.h — the durable path of every message between the gateway and
  * PostgreSQL (§6):
  *
- *   MO:  gateway -> ingest batch -> COMMIT (sg_mo_ingest) -> deliver_sm_resp
- *        -> flow engine -> apply batch -> COMMIT (sg_mo_apply: state, events,
- *        replies in the outbox) -> submit_sm
+ *   MO:  gateway -> batch -> sg_mo_prepare (read: duplicates, loop guard,
+ *        subscriber snapshots) -> flow engine -> COMMIT (sg_mo_commit: the MO
+ *        rows, state, events, replies in the outbox) -> deliver_sm_resp and
+ *        submit_sm of the replies
  *   MT:  outbox rows claimed in bounded batches (sg_mt_claim), interactive
  *        before bulk -> gateway; submit_sm_resp outcomes and receipts are
  *        committed in batches (sg_mt_results, sg_dlr_apply), receipts acked
  *        after commit.
  *
  * One subscriber's messages are handled one at a time (a later MO waits,
- * unacknowledged, until the earlier one is applied), so the flow engine
+ * unacknowledged, until the earlier one is committed), so the flow engine
  * always sees committed state. Nothing that matters lives only in memory:
  * after a crash, sg_mo_pending and sg_mt_recover bring back what was left.
  */
