@@ -113,6 +113,12 @@ async function drain(db, what, maxMs = 180000) {
 			return;
 		}
 		if (Date.now() - t0 > maxMs) { note(`${what}: ${mo} MO and ${mt} replies still pending after ${maxMs / 1000} s`); return; }
+		if (process.env.BENCH_DEBUG && Date.now() - t0 > 15000 && !drain.dumped) {
+			drain.dumped = true;
+			const st = await db.db.query("SELECT state, count(*)::int FROM mt_messages WHERE priority = 0 GROUP BY 1");
+			out(`  debug: ${JSON.stringify(st.rows)}`);
+			if (process.env.BENCH_HTTP) out((await (await fetch(`http://${process.env.BENCH_HTTP}/metrics`)).text()).split('\n').filter((l) => /^skillgate_(mt_pending|mo_waiting|batches|link_window_used|link_queued|link_paused|db_pending|db_conn|messages_total)/.test(l)).join('\n'));
+		}
 		await L.sleep(200);
 	}
 }

@@ -83,7 +83,7 @@ function daemonConf(file, conninfo, links, extra = {}) {
 	const sections = {
 		gateway: { log_level: 'info', shutdown_timeout: 5, link_lock: process.env.BENCH_LINK_LOCK || 'yes' },
 		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: 2, dedupe_window: 0, ...(extra.database || {}) },
-		http: { listen: '' },
+		http: { listen: process.env.BENCH_HTTP || '' },
 		campaign: { quiet_hours: '' },
 		content: { dir: path.join(ROOT, 'config/content') },
 	};
