@@ -97,51 +97,18 @@ SELECT m.household_id, bit_or(m.mask), bool_or(m.mask = 31)
          WHERE s.household_id IS NOT NULL GROUP BY s.household_id, s.msisdn) m
  GROUP BY m.household_id;
 
--- Coverage of the localities of one level (optionally only the children of
--- p_parent): households, households covered (some phone proficient in all
--- five skills), covered for each skill (some member proficient in it), and
--- the percentages. Every locality of the level is listed, with zeros when it
--- has no households. One pass over households and their coverage rows.
+-- Coverage of the localities of one level: defined in 011_coverage_one_pass.sql.
+-- Declared here (no rows) because sg_coverage_json below is built on it.
 CREATE FUNCTION sg_coverage(p_level text, p_parent text DEFAULT NULL)
 RETURNS TABLE (code text, name text, households bigint, covered bigint, covered_pct numeric,
                public_services bigint, shopping bigint, payment bigint, safety bigint,
                platforms bigint, public_services_pct numeric, shopping_pct numeric,
                payment_pct numeric, safety_pct numeric, platforms_pct numeric)
-LANGUAGE sql STABLE
-SET jit = off -- compiling costs more than this query takes
-AS $$
-    WITH area AS (
-        SELECT l.code, l.name FROM localities l
-         WHERE l.level = p_level AND (p_parent IS NULL OR p_parent = '' OR l.parent_code = p_parent)),
-    comm AS (
-        SELECT c.code AS commune, a.code AS area
-          FROM localities c
-          LEFT JOIN localities d ON d.code = c.parent_code
-          JOIN area a ON a.code = CASE p_level WHEN 'commune' THEN c.code
-                                               WHEN 'district' THEN c.parent_code
-                                               ELSE d.parent_code END
-         WHERE c.level = 'commune'),
-    hh AS (
-        SELECT cm.area, coalesce(ch.mask, 0) AS mask, coalesce(ch.covered, false) AS cov
-          FROM households h
-          JOIN comm cm ON cm.commune = h.commune_code
-          LEFT JOIN coverage_households ch ON ch.household_id = h.id),
-    agg AS (
-        SELECT a.code, a.name, count(hh.area) AS n,
-               count(*) FILTER (WHERE hh.cov) AS cov,
-               count(*) FILTER (WHERE hh.mask & 1 <> 0) AS s1,
-               count(*) FILTER (WHERE hh.mask & 2 <> 0) AS s2,
-               count(*) FILTER (WHERE hh.mask & 4 <> 0) AS s3,
-               count(*) FILTER (WHERE hh.mask & 8 <> 0) AS s4,
-               count(*) FILTER (WHERE hh.mask & 16 <> 0) AS s5
-          FROM area a LEFT JOIN hh ON hh.area = a.code
-         GROUP BY a.code, a.name)
-    SELECT code, name, n, cov, round(100.0 * cov / nullif(n, 0), 1),
-           s1, s2, s3, s4, s5,
-           round(100.0 * s1 / nullif(n, 0), 1), round(100.0 * s2 / nullif(n, 0), 1),
-           round(100.0 * s3 / nullif(n, 0), 1), round(100.0 * s4 / nullif(n, 0), 1),
-           round(100.0 * s5 / nullif(n, 0), 1)
-      FROM agg ORDER BY code
+LANGUAGE sql STABLE AS $$
+    SELECT NULL::text, NULL::text, 0::bigint, 0::bigint, 0::numeric, 0::bigint, 0::bigint,
+           0::bigint, 0::bigint, 0::bigint, 0::numeric, 0::numeric, 0::numeric, 0::numeric,
+           0::numeric
+     WHERE false
 $$;
 
 -- The same report as one JSON array (what the HTTP API returns).

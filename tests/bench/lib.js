@@ -84,8 +84,8 @@ function daemonConf(file, conninfo, links, extra = {}) {
 		gateway: { log_level: 'info', shutdown_timeout: 5, link_lock: process.env.BENCH_LINK_LOCK || 'yes' },
 		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: 2, dedupe_window: 0, ...(extra.database || {}) },
 		http: { listen: process.env.BENCH_HTTP || '' },
-		campaign: { quiet_hours: '' },
-		content: { dir: path.join(ROOT, 'config/content') },
+		campaign: { quiet_hours: '', daily_cap: 0 }, /* runs re-use numbers: no per-number daily cap */
+		content: { dir: path.join(ROOT, 'config/content'), ...(extra.content || {}) },
 	};
 	for (const l of links) {
 		sections[`smsc ${l.name}`] = {
