@@ -149,6 +149,7 @@ struct pipeline {
 
 static void mo_batch_flush(struct pipeline *p);
 static void mt_push_pending(struct pipeline *p, enum msg_prio prio);
+static void mt_claim(struct pipeline *p, enum msg_prio prio);
 static void pipeline_check_stop(struct pipeline *p);
 static void res_flush(struct pipeline *p);
 static void sweep_later(struct pipeline *p, int ms);
@@ -929,8 +930,10 @@ claim_cb(void *arg, PGresult *res, const char *err)
 	} else {
 		/* id, msisdn, source, text, priority, fold, link, ussd_session, ussd_end */
 		mt_from_rows(p, res, 0, prio, 0, 1, 3, 6, 2, 5);
+		/* more where that came from: claim again now if the links took these
+		 * (the pump timer is always pending, so it cannot be armed sooner) */
 		if (PQntuples(res) == MT_CLAIM_BATCH)
-			arm_timer(p->pump_timer, 0); /* more where that came from */
+			mt_claim(p, prio);
 	}
 	pipeline_check_stop(p);
 }
