@@ -38,6 +38,16 @@ LANGUAGE sql STABLE AS $$
      ORDER BY s.idx
 $$;
 
+-- The numbers of a batch of inbound messages (p: a JSON array of elements
+-- with "msisdn") were seen now: created if new, last_mo_at stamped; one
+-- upsert per number, in number order (the lock order of every batch). Shared
+-- with sg_mo_commit (010_mo_commit.sql).
+CREATE FUNCTION sg_subscribers_seen(p jsonb) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO subscribers AS s (msisdn, last_mo_at)
+    SELECT DISTINCT x.e->>'msisdn', now() FROM jsonb_array_elements(p) AS x(e) ORDER BY 1
+    ON CONFLICT ON CONSTRAINT subscribers_pkey DO UPDATE SET last_mo_at = now()
+$$;
+
 CREATE FUNCTION sg_ussd_steps(p jsonb, p_rule text, p_owner text)
 RETURNS TABLE (idx int, mt_id bigint, text text)
 LANGUAGE plpgsql AS $$
@@ -53,10 +63,7 @@ BEGIN
         RETURN;
     END IF;
 
-    -- subscribers: one upsert per number, in number order
-    INSERT INTO subscribers AS s (msisdn, last_mo_at)
-    SELECT DISTINCT x.e->>'msisdn', now() FROM jsonb_array_elements(p) AS x(e) ORDER BY 1
-    ON CONFLICT (msisdn) DO UPDATE SET last_mo_at = now();
+    PERFORM sg_subscribers_seen(p);
 
     -- dialog state: a dialog's first step (re)starts it, the others keep started_at
     INSERT INTO ussd_sessions AS u (link, session_key, msisdn, state, ended_at)

@@ -27,11 +27,6 @@ ALTER TABLE mt_parts SET (fillfactor = 70);
 CREATE OR REPLACE FUNCTION sg_mt_results(p_mt bigint[], p_part int[], p_nparts int[], p_link text[],
                               p_status int[], p_smsc text[], p_temp boolean[])
 RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    e_link text[];
-    e_smsc text[];
-    e_state int[];
-    e_err int[];
 BEGIN
     IF coalesce(cardinality(p_mt), 0) = 0 THEN
         RETURN;
@@ -85,18 +80,7 @@ BEGIN
      WHERE m.id = a.mt AND m.state IN ('submitting', 'submitted', 'queued');
 
     -- receipts that overtook their submit_sm_resp
-    WITH del AS (
-        DELETE FROM dlr_early e
-         WHERE (e.link, e.smsc_id) IN (
-               SELECT t.link, t.smsc FROM unnest(p_link, p_smsc, p_status) AS t(link, smsc, status)
-                WHERE t.status = 0)
-        RETURNING e.link, e.smsc_id, e.state, e.err)
-    SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
-      INTO e_link, e_smsc, e_state, e_err
-      FROM del;
-    IF e_link IS NOT NULL THEN
-        PERFORM sg_dlr_apply(e_link, e_smsc, e_state, e_err);
-    END IF;
+    PERFORM sg_dlr_rematch(p_link, p_smsc);
 END $$;
 
 -- Applies delivery receipts (message_state values). Unmatched receipts wait
@@ -161,10 +145,13 @@ BEGIN
 END $$;
 
 
--- Receipts parked in dlr_early whose part has been recorded since (a receipt
--- and its submit result committed at the same time): applied now. Returns the
--- number matched.
-CREATE FUNCTION sg_dlr_rematch() RETURNS int LANGUAGE plpgsql AS $$
+-- Receipts parked in dlr_early whose part has been recorded since: applied
+-- now. With p_link/p_smsc only those segments (sg_mt_results, for receipts
+-- that overtook their submit_sm_resp); without, all of them (the pipeline's
+-- periodic rematch, for a receipt and its submit result that committed at the
+-- same time). Returns the number matched.
+CREATE FUNCTION sg_dlr_rematch(p_link text[] DEFAULT NULL, p_smsc text[] DEFAULT NULL)
+RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     e_link text[];
     e_smsc text[];
@@ -174,6 +161,8 @@ BEGIN
     WITH del AS (
         DELETE FROM dlr_early e
          WHERE EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)
+           AND (p_link IS NULL
+                OR (e.link, e.smsc_id) IN (SELECT t.link, t.smsc FROM unnest(p_link, p_smsc) AS t(link, smsc)))
         RETURNING e.link, e.smsc_id, e.state, e.err)
     SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
       INTO e_link, e_smsc, e_state, e_err

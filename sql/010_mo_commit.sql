@@ -244,9 +244,7 @@ BEGIN
     IF p IS NULL OR jsonb_typeof(p) <> 'array' OR jsonb_array_length(p) = 0 THEN
         RETURN;
     END IF;
-    INSERT INTO subscribers AS s (msisdn, last_mo_at)
-    SELECT DISTINCT x.e->>'msisdn', now() FROM jsonb_array_elements(p) AS x(e) ORDER BY 1
-    ON CONFLICT ON CONSTRAINT subscribers_pkey DO UPDATE SET last_mo_at = now();
+    PERFORM sg_subscribers_seen(p);
 
     -- the i-th element's MO row gets v_id[i]
     v_id := ARRAY(SELECT nextval('mo_messages_id_seq'::regclass)

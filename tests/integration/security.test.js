@@ -16,26 +16,11 @@ const { execFileSync } = require('node:child_process');
 const h = require('./lib/harness');
 
 const HDR = 'household_code,province_code,district_code,commune_code,village,msisdn,language';
-const SANITIZER = /ERROR: (Address|Leak)Sanitizer|runtime error:/;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Known gaps, reported as TODO (not failures) until fixed; see the issue 11 report.
 const SMPP_TLS_WHY_TODO = false; // smpp_session.c logs the X509 verify reason
 
-async function withEnv(opts, fn) {
-  const env = await h.start(opts);
-  let ok = false;
-  try {
-    await fn(env);
-    ok = true;
-  } catch (e) {
-    e.message += `\n---- daemon log (tail) ----\n${env.log().slice(-3000)}`;
-    throw e;
-  } finally {
-    await env.stop();
-    const bad = env.daemons.find((d) => SANITIZER.test(d.log));
-    if (ok && bad) assert.fail(`sanitizer report:\n${bad.log.slice(Math.max(0, bad.log.search(SANITIZER) - 200), bad.log.search(SANITIZER) + 3000)}`);
-  }
-}
+const { withEnv } = h;
 
 const { call } = h;
 

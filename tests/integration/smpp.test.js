@@ -73,25 +73,7 @@ function deliverBody(from, text, tlvs = Buffer.alloc(0)) {
   ]);
 }
 
-// Sanitizer reports in any daemon's log (the tests also run against an ASan/UBSan build).
-const SANITIZER = /ERROR: (Address|Leak)Sanitizer|runtime error:/;
-
-async function withEnv(opts, fn) {
-  const env = await h.start(opts);
-  let ok = false;
-  try {
-    const r = await fn(env);
-    ok = true;
-    return r;
-  } catch (e) {
-    e.message += `\n---- daemon log (tail) ----\n${env.log().slice(-3000)}`;
-    throw e;
-  } finally {
-    await env.stop();
-    const bad = env.daemons.find((d) => SANITIZER.test(d.log));
-    if (ok && bad) assert.fail(`sanitizer report:\n${bad.log.slice(bad.log.search(SANITIZER) - 200, bad.log.search(SANITIZER) + 3000)}`);
-  }
-}
+const { withEnv } = h;
 
 test('transceiver bind: MO answered, MT submitted on it, receipt matched, enquire_link sent and answered', async () => {
   await withEnv({ links: { viettel: { sim: { enquireLinkMs: 0 }, conf: { enquire_link: 1 } } } }, async (env) => {

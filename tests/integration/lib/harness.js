@@ -215,4 +215,29 @@ async function call(env, method, p, { token, body, type } = {}) {
   return { status: r.status, json, text, headers: r.headers };
 }
 
-module.exports = { start, waitFor, call, freePort, iniText, run, ROOT, BIN, PG_PORT, adminQuery };
+// Sanitizer reports in a daemon's log (the tests also run against an ASan/UBSan build).
+const SANITIZER = /ERROR: (Address|Leak)Sanitizer|runtime error:/;
+
+// Runs fn(env) on a fresh env and stops it; a failure gets the daemon log's
+// tail, and a sanitizer report in any daemon's log fails a passing test.
+async function withEnv(opts, fn) {
+  const env = await start(opts);
+  let ok = false;
+  try {
+    const r = await fn(env);
+    ok = true;
+    return r;
+  } catch (e) {
+    e.message += `\n---- daemon log (tail) ----\n${env.log().slice(-3000)}`;
+    throw e;
+  } finally {
+    await env.stop();
+    const bad = env.daemons.find((d) => SANITIZER.test(d.log));
+    if (ok && bad) {
+      const at = bad.log.search(SANITIZER);
+      throw new Error(`sanitizer report:\n${bad.log.slice(Math.max(0, at - 200), at + 3000)}`);
+    }
+  }
+}
+
+module.exports = { start, withEnv, waitFor, call, freePort, iniText, run, ROOT, BIN, PG_PORT, adminQuery };
