@@ -21,7 +21,8 @@
 -- dialog in a batch (a dialog's steps are FIFO, one in flight); two dialogs
 -- of the same number may share a batch and are then applied in input order
 -- (sg_mo_apply's rule). Rows are locked in number / key order, as the SMS
--- pipeline does. sg_ussd_step and sg_ussd_load stay for single calls.
+-- pipeline does. They replace sg_ussd_step and sg_ussd_load, dropped at the
+-- end of this file (nothing calls them any more).
 
 CREATE FUNCTION sg_ussd_loads(p_link text[], p_key text[], p_msisdn text[])
 RETURNS TABLE (idx int, found boolean, state text, ended boolean, started bigint,
@@ -153,3 +154,7 @@ BEGIN
       LEFT JOIN a ON a.link = x.e->>'link' AND a.key = x.e->>'key'
      ORDER BY x.ord;
 END $$;
+
+DROP FUNCTION sg_ussd_step(jsonb, text, text);
+DROP FUNCTION sg_ussd_load(text, text, text);
+DROP FUNCTION sg_sub_snapshot(text); -- (003) only sg_ussd_load used it
