@@ -934,3 +934,9 @@ flow_proficient(const struct flow_sub *sub, int skill, enum flow_rule rule)
 		return self && quiz;
 	}
 }
+
+const char *
+flow_rule_name(enum flow_rule rule)
+{
+	return rule == FLOW_RULE_SELF ? "self" : rule == FLOW_RULE_QUIZ ? "quiz" : "both";
+}

@@ -594,9 +594,7 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 	}
 	char *js = json_dumps(arr, JSON_COMPACT);
 	json_decref(arr);
-	const char *rule = p->fcfg.rule == FLOW_RULE_SELF   ? "self"
-	                   : p->fcfg.rule == FLOW_RULE_QUIZ ? "quiz"
-	                                                    : "both";
+	const char *rule = flow_rule_name(p->fcfg.rule);
 	const char *params[] = {js, rule, p->owner};
 	p->in_flight++;
 	uint64_t id =

@@ -1397,9 +1397,7 @@ steps_flush(struct ussd *u)
 	json_decref(arr);
 	if (js == NULL)
 		fatal("out of memory");
-	const char *rule = u->ucfg.rule == FLOW_RULE_SELF   ? "self"
-	                   : u->ucfg.rule == FLOW_RULE_QUIZ ? "quiz"
-	                                                    : "both";
+	const char *rule = flow_rule_name(u->ucfg.rule);
 	const char *params[] = {js, rule, u->owner};
 	u->steps_fly = b;
 	u->steps_req = store_query(u->st, "SELECT * FROM sg_ussd_steps($1::jsonb, $2, $3)", 3, params,

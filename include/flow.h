@@ -26,6 +26,9 @@ extern const char *const flow_skill_codes[FLOW_SKILLS];
 
 enum flow_rule { FLOW_RULE_SELF = 0, FLOW_RULE_QUIZ = 1, FLOW_RULE_BOTH = 2 };
 
+/* The rule's name as the SQL functions take it: "self", "quiz" or "both". */
+const char *flow_rule_name(enum flow_rule rule);
+
 struct flow_cfg {
 	int pass_mark;          /* correct answers needed, default 4 */
 	int quiz_length;        /* questions per quiz, default 5 */
