@@ -33,10 +33,10 @@ struct cf_key {
 	const char *key;
 	enum cf_type type;
 	enum cf_scope scope;
-	size_t off;           /* offset in struct sg_config or struct smsc_conf */
-	size_t size;          /* CF_STR: buffer size */
-	const char *def;      /* default as it would be written in the file */
-	long min, max;        /* CF_INT bounds */
+	size_t off;               /* offset in struct sg_config or struct smsc_conf */
+	size_t size;              /* CF_STR: buffer size */
+	const char *def;          /* default as it would be written in the file */
+	long min, max;            /* CF_INT bounds */
 	const char *const *names; /* CF_ENUM: value names, index = value */
 	bool required;
 	const char *doc;
@@ -51,24 +51,33 @@ static const char *const ussd_key_names[] = {"its_session_info", "user_message_r
 static const char *const rule_names[] = {"self", "quiz", "both", NULL};
 
 #define G(sec, k, t, field, def, mn, mx, doc)                                                      \
-	{sec, k, t, CF_GLOBAL, offsetof(struct sg_config, field),                                 \
-	 sizeof(((struct sg_config *)0)->field), def, mn, mx, NULL, false, doc}
+	{                                                                                          \
+		sec, k, t, CF_GLOBAL, offsetof(struct sg_config, field),                           \
+		    sizeof(((struct sg_config *)0)->field), def, mn, mx, NULL, false, doc          \
+	}
 #define GE(sec, k, field, def, names, doc)                                                         \
-	{sec, k, CF_ENUM, CF_GLOBAL, offsetof(struct sg_config, field), sizeof(int), def, 0, 0,    \
-	 names, false, doc}
+	{                                                                                          \
+		sec, k, CF_ENUM, CF_GLOBAL, offsetof(struct sg_config, field), sizeof(int), def,   \
+		    0, 0, names, false, doc                                                        \
+	}
 #define L(k, t, field, def, mn, mx, req, doc)                                                      \
-	{"smsc", k, t, CF_LINK, offsetof(struct smsc_conf, field),                                \
-	 sizeof(((struct smsc_conf *)0)->field), def, mn, mx, NULL, req, doc}
+	{                                                                                          \
+		"smsc", k, t, CF_LINK, offsetof(struct smsc_conf, field),                          \
+		    sizeof(((struct smsc_conf *)0)->field), def, mn, mx, NULL, req, doc            \
+	}
 #define LE(k, field, def, names, doc)                                                              \
-	{"smsc", k, CF_ENUM, CF_LINK, offsetof(struct smsc_conf, field), sizeof(int), def, 0, 0,   \
-	 names, false, doc}
+	{                                                                                          \
+		"smsc", k, CF_ENUM, CF_LINK, offsetof(struct smsc_conf, field), sizeof(int), def,  \
+		    0, 0, names, false, doc                                                        \
+	}
 
 static const struct cf_key config_table[] = {
     /* [gateway] */
     G("gateway", "log_level", CF_STR, log_level, "info", 0, 0, "debug, info, warn or error"),
     G("gateway", "log_mask_msisdn", CF_BOOL, log_mask_msisdn, "yes", 0, 0,
       "mask phone numbers in logs (84912***678)"),
-    G("gateway", "pid_file", CF_STR, pid_file, "", 0, 0, "write the daemon's pid here (empty: none)"),
+    G("gateway", "pid_file", CF_STR, pid_file, "", 0, 0,
+      "write the daemon's pid here (empty: none)"),
     G("gateway", "shutdown_timeout", CF_INT, shutdown_timeout, "5", 1, 60,
       "seconds to finish in-flight work on SIGTERM"),
     G("gateway", "instance_name", CF_STR, instance_name, "", 0, 0,
@@ -155,13 +164,12 @@ static const struct cf_key config_table[] = {
     LE("bind", bind, "transceiver", bind_names, "transceiver, or transmitter+receiver"),
     L("window", CF_INT, window, "10", 1, 1000, false, "outstanding requests per bind"),
     L("rate", CF_INT, rate, "100", 0, 100000, false, "segments per second (0: unlimited)"),
-    L("enquire_link", CF_INT, enquire_link, "30", 1, 3600, false,
-      "seconds between enquire_link"),
+    L("enquire_link", CF_INT, enquire_link, "30", 1, 3600, false, "seconds between enquire_link"),
     L("response_timeout", CF_INT, response_timeout, "10", 1, 300, false,
       "seconds to wait for a response"),
-    L("reconnect_min", CF_INT, reconnect_min, "1", 1, 3600, false, "seconds, first reconnect delay"),
-    L("reconnect_max", CF_INT, reconnect_max, "60", 1, 3600, false,
-      "seconds, reconnect delay cap"),
+    L("reconnect_min", CF_INT, reconnect_min, "1", 1, 3600, false,
+      "seconds, first reconnect delay"),
+    L("reconnect_max", CF_INT, reconnect_max, "60", 1, 3600, false, "seconds, reconnect delay cap"),
     L("throttle_pause_ms", CF_INT, throttle_pause_ms, "1000", 10, 600000, false,
       "pause of the whole link after ESME_RTHROTTLED or ESME_RMSGQFUL"),
     L("max_retries", CF_INT, max_retries, "5", 0, 100, false,
@@ -215,7 +223,7 @@ struct cf_parse {
 	struct sg_config *cfg;
 	FILE *fp, *err;
 	const char *path;
-	int line;    /* line most recently read */
+	int line; /* line most recently read */
 	int nerr;
 	struct smsc_conf *link; /* current [smsc NAME], NULL otherwise */
 	bool link_seen[CONFIG_MAX_LINKS][N_KEYS];

@@ -41,70 +41,70 @@ static const struct msgdef {
 	const char *key;
 	const char *vars; /* space-separated placeholder names allowed */
 } msgdefs[] = {
-	{"help", ""},
-	{"skill_menu", ""},
-	{"quiz_start", "skill n total pass"},
-	{"quiz_question", "n total question a b c d"},
-	{"correct", ""},
-	{"wrong", "answer explanation"},
-	{"quiz_passed", "skill n score total next"},
-	{"quiz_failed", "skill n score total pass"},
-	{"next_skill", "skill n"},
-	{"next_rate", ""},
-	{"all_done", ""},
-	{"invalid_answer", ""},
-	{"invalid_self", ""},
-	{"invalid_menu", ""},
-	{"flow_abandoned", ""},
-	{"quiz_expired", "skill n"},
-	{"self_expired", ""},
-	{"self_start", "total"},
-	{"self_question", "n total skill question"},
-	{"self_done", "next"},
-	{"status", "done_skills missing_skills"},
-	{"status_household_none", ""},
-	{"status_household_covered", "household members"},
-	{"status_household_partial", "household members household_missing"},
-	{"none", ""},
-	{"join_ok", "code"},
-	{"join_unknown", "code"},
-	{"join_usage", ""},
-	{"optout", ""},
-	{"optin", ""},
-	{"lang_switched", ""},
-	{"reminder_unfinished", "skill n"},
-	{"reminder_failed", "skill n"},
-	{"reminder_next", "skill n"},
+    {"help", ""},
+    {"skill_menu", ""},
+    {"quiz_start", "skill n total pass"},
+    {"quiz_question", "n total question a b c d"},
+    {"correct", ""},
+    {"wrong", "answer explanation"},
+    {"quiz_passed", "skill n score total next"},
+    {"quiz_failed", "skill n score total pass"},
+    {"next_skill", "skill n"},
+    {"next_rate", ""},
+    {"all_done", ""},
+    {"invalid_answer", ""},
+    {"invalid_self", ""},
+    {"invalid_menu", ""},
+    {"flow_abandoned", ""},
+    {"quiz_expired", "skill n"},
+    {"self_expired", ""},
+    {"self_start", "total"},
+    {"self_question", "n total skill question"},
+    {"self_done", "next"},
+    {"status", "done_skills missing_skills"},
+    {"status_household_none", ""},
+    {"status_household_covered", "household members"},
+    {"status_household_partial", "household members household_missing"},
+    {"none", ""},
+    {"join_ok", "code"},
+    {"join_unknown", "code"},
+    {"join_usage", ""},
+    {"optout", ""},
+    {"optin", ""},
+    {"lang_switched", ""},
+    {"reminder_unfinished", "skill n"},
+    {"reminder_failed", "skill n"},
+    {"reminder_next", "skill n"},
 };
 #define NMSG ((int)(sizeof(msgdefs) / sizeof(msgdefs[0])))
 
 /* ussd.txt: the USSD screens (§3.3), each within CONTENT_USSD_MAX GSM-7
  * characters once rendered with worst-case values and folded. */
 static const struct msgdef ussddefs[] = {
-	{"main", ""},
-	{"quiz_menu", ""},
-	{"quiz_question", "n total question a b c d"},
-	{"correct", ""},
-	{"wrong", "answer"},
-	{"quiz_passed", "skill n score total"},
-	{"quiz_failed", "skill n score total pass"},
-	{"self_question", "n total skill question"},
-	{"self_done", ""},
-	{"progress_none", "done missing"},
-	{"progress_covered", "done missing household members"},
-	{"progress_partial", "done missing household members household_missing"},
-	{"none", ""},
-	{"household_enter", ""},
-	{"join_ok", "code"},
-	{"join_unknown", "code"},
-	{"language", ""},
-	{"invalid", ""},
-	{"abandoned", ""},
-	{"timeout", ""},
-	{"expired", ""},
-	{"sms_passed", "skill n score total"},
-	{"sms_failed", "skill n score total pass"},
-	{"sms_paused", "skill n answered total score"},
+    {"main", ""},
+    {"quiz_menu", ""},
+    {"quiz_question", "n total question a b c d"},
+    {"correct", ""},
+    {"wrong", "answer"},
+    {"quiz_passed", "skill n score total"},
+    {"quiz_failed", "skill n score total pass"},
+    {"self_question", "n total skill question"},
+    {"self_done", ""},
+    {"progress_none", "done missing"},
+    {"progress_covered", "done missing household members"},
+    {"progress_partial", "done missing household members household_missing"},
+    {"none", ""},
+    {"household_enter", ""},
+    {"join_ok", "code"},
+    {"join_unknown", "code"},
+    {"language", ""},
+    {"invalid", ""},
+    {"abandoned", ""},
+    {"timeout", ""},
+    {"expired", ""},
+    {"sms_passed", "skill n score total"},
+    {"sms_failed", "skill n score total pass"},
+    {"sms_paused", "skill n answered total score"},
 };
 #define NUSSD ((int)(sizeof(ussddefs) / sizeof(ussddefs[0])))
 
@@ -145,8 +145,7 @@ struct loader {
 	int nerrors;
 };
 
-static void
-report(struct loader *L, const char *file, int line, const char *fmt, ...)
+static void report(struct loader *L, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
@@ -236,13 +235,20 @@ static const struct {
 	const char *from;
 	char to;
 } fold_table[] = {
-	{"àáảãạăằắẳẵặâầấẩẫậ", 'a'}, {"ÀÁẢÃẠĂẰẮẲẴẶÂẦẤẨẪẬ", 'A'},
-	{"èéẻẽẹêềếểễệ", 'e'},       {"ÈÉẺẼẸÊỀẾỂỄỆ", 'E'},
-	{"ìíỉĩị", 'i'},             {"ÌÍỈĨỊ", 'I'},
-	{"òóỏõọôồốổỗộơờớởỡợ", 'o'}, {"ÒÓỎÕỌÔỒỐỔỖỘƠỜỚỞỠỢ", 'O'},
-	{"ùúủũụưừứửữự", 'u'},       {"ÙÚỦŨỤƯỪỨỬỮỰ", 'U'},
-	{"ỳýỷỹỵ", 'y'},             {"ỲÝỶỸỴ", 'Y'},
-	{"đ", 'd'},                 {"Đ", 'D'},
+    {"àáảãạăằắẳẵặâầấẩẫậ", 'a'},
+    {"ÀÁẢÃẠĂẰẮẲẴẶÂẦẤẨẪẬ", 'A'},
+    {"èéẻẽẹêềếểễệ", 'e'},
+    {"ÈÉẺẼẸÊỀẾỂỄỆ", 'E'},
+    {"ìíỉĩị", 'i'},
+    {"ÌÍỈĨỊ", 'I'},
+    {"òóỏõọôồốổỗộơờớởỡợ", 'o'},
+    {"ÒÓỎÕỌÔỒỐỔỖỘƠỜỚỞỠỢ", 'O'},
+    {"ùúủũụưừứửữự", 'u'},
+    {"ÙÚỦŨỤƯỪỨỬỮỰ", 'U'},
+    {"ỳýỷỹỵ", 'y'},
+    {"ỲÝỶỸỴ", 'Y'},
+    {"đ", 'd'},
+    {"Đ", 'D'},
 };
 
 /* The ASCII letter cp folds to, 0 to drop it (combining mark), -1 to keep. */
@@ -344,8 +350,7 @@ append(char *out, size_t cap, size_t o, const char *s, size_t n)
 }
 
 size_t
-content_render(const char *tmpl, const struct content_var *vars, int nvars,
-               char *out, size_t cap)
+content_render(const char *tmpl, const struct content_var *vars, int nvars, char *out, size_t cap)
 {
 	const char *p = tmpl, *close, *val;
 	size_t o = 0;
@@ -354,8 +359,8 @@ content_render(const char *tmpl, const struct content_var *vars, int nvars,
 		return 0;
 	while (*p != '\0' && o + 1 < cap) {
 		close = *p == '{' ? strchr(p + 1, '}') : NULL;
-		val = close != NULL ? var_lookup(vars, nvars, p + 1, (size_t)(close - p - 1))
-		                    : NULL;
+		val =
+		    close != NULL ? var_lookup(vars, nvars, p + 1, (size_t)(close - p - 1)) : NULL;
 		if (val != NULL) {
 			o = append(out, cap, o, val, strlen(val));
 			p = close + 1;
@@ -405,8 +410,8 @@ unescape(char *s)
 	*o = '\0';
 }
 
-typedef void (*line_fn)(struct loader *L, void *ctx, const char *file, int line,
-                        const char *key, char *value);
+typedef void (*line_fn)(struct loader *L, void *ctx, const char *file, int line, const char *key,
+                        char *value);
 
 /*
  * Reads path line by line, skipping blanks and comments, and calls fn with
@@ -524,8 +529,7 @@ check_placeholders(struct loader *L, const char *file, int line, const struct ms
 }
 
 static void
-msg_line(struct loader *L, void *ctx, const char *file, int line, const char *key,
-         char *value)
+msg_line(struct loader *L, void *ctx, const char *file, int line, const char *key, char *value)
 {
 	struct lang_set *ls = ctx;
 	int k = msg_index(key);
@@ -555,8 +559,7 @@ load_messages(struct loader *L, struct lang_set *ls, const char *dir, const char
 		return;
 	for (i = 0; i < NMSG; i++)
 		if (ls->msg[i] == NULL)
-			report(L, ls->path, ls->lines, "missing message key '%s'",
-			       msgdefs[i].key);
+			report(L, ls->path, ls->lines, "missing message key '%s'", msgdefs[i].key);
 }
 
 /* ------------------------------------------------------------------ */
@@ -575,8 +578,7 @@ ussd_index(const char *key)
 }
 
 static void
-ussd_kv_line(struct loader *L, void *ctx, const char *file, int line, const char *key,
-             char *value)
+ussd_kv_line(struct loader *L, void *ctx, const char *file, int line, const char *key, char *value)
 {
 	struct lang_set *ls = ctx;
 	int k = ussd_index(key);
@@ -720,16 +722,14 @@ question_line(struct loader *L, struct skill_bank *sb, int line, int k, const ch
 	}
 	slot = qslot(r, k);
 	if (*slot != NULL) {
-		report(L, sb->path, line, "duplicate key '%s' in question '%s'", qkeys[k],
-		       r->q.id);
+		report(L, sb->path, line, "duplicate key '%s' in question '%s'", qkeys[k], r->q.id);
 		return;
 	}
 	*slot = xstrdup(value);
 }
 
 static void
-header_line(struct loader *L, struct skill_bank *sb, int line, const char *key,
-            const char *value)
+header_line(struct loader *L, struct skill_bank *sb, int line, const char *key, const char *value)
 {
 	char **slot;
 
@@ -751,8 +751,7 @@ header_line(struct loader *L, struct skill_bank *sb, int line, const char *key,
 }
 
 static void
-skill_line(struct loader *L, void *ctx, const char *file, int line, const char *key,
-           char *value)
+skill_line(struct loader *L, void *ctx, const char *file, int line, const char *key, char *value)
 {
 	struct skill_bank *sb = ctx;
 	size_t k;
@@ -766,8 +765,8 @@ skill_line(struct loader *L, void *ctx, const char *file, int line, const char *
 			question_line(L, sb, line, (int)k, value);
 			return;
 		}
-	if (strcmp(key, "skill") == 0 || strcmp(key, "name") == 0 ||
-	    strcmp(key, "short") == 0 || strcmp(key, "self") == 0) {
+	if (strcmp(key, "skill") == 0 || strcmp(key, "name") == 0 || strcmp(key, "short") == 0 ||
+	    strcmp(key, "self") == 0) {
 		header_line(L, sb, line, key, value);
 		return;
 	}
@@ -775,8 +774,7 @@ skill_line(struct loader *L, void *ctx, const char *file, int line, const char *
 }
 
 static void
-load_skill(struct loader *L, struct skill_bank *sb, const char *dir, const char *lang,
-           int skill)
+load_skill(struct loader *L, struct skill_bank *sb, const char *dir, const char *lang, int skill)
 {
 	const char *code = flow_skill_codes[skill - 1];
 
@@ -788,8 +786,8 @@ load_skill(struct loader *L, struct skill_bank *sb, const char *dir, const char 
 	if (sb->code == NULL)
 		report(L, sb->path, sb->lines, "missing key 'skill'");
 	else if (strcmp(sb->code, code) != 0)
-		report(L, sb->path, sb->lines, "skill '%s' does not match file name '%s'",
-		       sb->code, code);
+		report(L, sb->path, sb->lines, "skill '%s' does not match file name '%s'", sb->code,
+		       code);
 	if (sb->name == NULL)
 		report(L, sb->path, sb->lines, "missing key 'name'");
 	if (sb->shortname == NULL)
@@ -827,7 +825,8 @@ scan_unknown_files(struct loader *L, const char *dir, const char *lang)
 		if (known)
 			continue;
 		snprintf(fpath, sizeof(fpath), "%s/%s", path, de->d_name);
-		report(L, fpath, 0, "unknown content file (expected messages.txt, ussd.txt "
+		report(L, fpath, 0,
+		       "unknown content file (expected messages.txt, ussd.txt "
 		       "or <skill_code>.txt)");
 	}
 	closedir(d);
@@ -883,8 +882,8 @@ worst_init(struct worst *w, const struct lang_set *ls)
 		const char *sh = ls->skill[s].shortname ? ls->skill[s].shortname : "";
 		if (content_ucs2_len(nm) > content_ucs2_len(w->skill))
 			snprintf(w->skill, sizeof(w->skill), "%s", nm);
-		o += (size_t)snprintf(w->list + o, sizeof(w->list) - o, "%s%d %s",
-		                      s ? ", " : "", s + 1, sh);
+		o += (size_t)snprintf(w->list + o, sizeof(w->list) - o, "%s%d %s", s ? ", " : "",
+		                      s + 1, sh);
 	}
 	for (i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
 		w->v[w->nv++] = (struct content_var){nums[i], "10"};
@@ -917,9 +916,9 @@ check_question(struct loader *L, const struct lang_set *ls, const struct skill_b
 {
 	char q[WORST_BYTES], buf[2 * WORST_BYTES + 8];
 	struct content_var v[] = {
-		{"n", "10"}, {"total", "10"}, {"question", r->q.text},
-		{"a", r->q.opt[0]}, {"b", r->q.opt[1]}, {"c", r->q.opt[2]},
-		{"d", r->q.opt[3]}, {"answer", "A"}, {"explanation", r->q.why},
+	    {"n", "10"},        {"total", "10"},    {"question", r->q.text},
+	    {"a", r->q.opt[0]}, {"b", r->q.opt[1]}, {"c", r->q.opt[2]},
+	    {"d", r->q.opt[3]}, {"answer", "A"},    {"explanation", r->q.why},
 	};
 
 	content_render(msgl(ls, "quiz_question"), v, 9, q, sizeof(q));
@@ -1032,8 +1031,9 @@ check_ussd_lengths(struct loader *L, const struct lang_set *ls)
 			    q->opt[2] == NULL || q->opt[3] == NULL)
 				continue;
 			struct content_var qv[] = {
-				{"n", "10"}, {"total", "10"}, {"question", q->text},
-				{"a", q->opt[0]}, {"b", q->opt[1]}, {"c", q->opt[2]}, {"d", q->opt[3]},
+			    {"n", "10"},      {"total", "10"},  {"question", q->text},
+			    {"a", q->opt[0]}, {"b", q->opt[1]}, {"c", q->opt[2]},
+			    {"d", q->opt[3]},
 			};
 			content_render(ussdl(ls, "quiz_question"), qv, 7, buf, sizeof(buf));
 			check_ussd_len(L, sb->path, sb->q[i].line, "question screen", buf);
@@ -1041,8 +1041,10 @@ check_ussd_lengths(struct loader *L, const struct lang_set *ls)
 		if (sb->self == NULL)
 			continue;
 		struct content_var sv[] = {
-			{"n", "5"}, {"total", "5"},
-			{"skill", sb->shortname ? sb->shortname : ""}, {"question", sb->self},
+		    {"n", "5"},
+		    {"total", "5"},
+		    {"skill", sb->shortname ? sb->shortname : ""},
+		    {"question", sb->self},
 		};
 		content_render(ussdl(ls, "self_question"), sv, 4, buf, sizeof(buf));
 		check_ussd_len(L, sb->path, sb->self_line, "self-assessment screen", buf);
@@ -1067,11 +1069,12 @@ check_pairing(struct loader *L, const struct content *c)
 				o = content_question_find(c, 1 - x, s + 1, a->q[i].q.id);
 				if (o == NULL)
 					report(L, a->path, a->q[i].line,
-					       "question '%s' missing from %s", a->q[i].q.id, b->path);
+					       "question '%s' missing from %s", a->q[i].q.id,
+					       b->path);
 				else if (x == 0 && o->answer != a->q[i].q.answer)
 					report(L, a->path, a->q[i].line,
-					       "question '%s': answer differs from %s", a->q[i].q.id,
-					       b->path);
+					       "question '%s': answer differs from %s",
+					       a->q[i].q.id, b->path);
 			}
 		}
 	}

@@ -26,7 +26,7 @@
 #include <string.h>
 
 const char *const flow_skill_codes[FLOW_SKILLS] = {
-	"public_services", "shopping", "payment", "safety", "platforms",
+    "public_services", "shopping", "payment", "safety", "platforms",
 };
 
 #define QUIZ_MAX 10  /* questions per quiz, whatever the config says */
@@ -34,14 +34,22 @@ const char *const flow_skill_codes[FLOW_SKILLS] = {
 #define NORM_MAX 256 /* bytes of normalised input looked at */
 
 enum kw {
-	KW_NONE = 0, KW_HELP, KW_QUIZ, KW_RATE, KW_STATUS, KW_HOME,
-	KW_STOP, KW_START, KW_EN, KW_VI,
+	KW_NONE = 0,
+	KW_HELP,
+	KW_QUIZ,
+	KW_RATE,
+	KW_STATUS,
+	KW_HOME,
+	KW_STOP,
+	KW_START,
+	KW_EN,
+	KW_VI,
 };
 
 struct kwmatch {
 	enum kw kw;
-	int n;          /* KW_QUIZ: skill number, 0 = none given */
-	char code[32];  /* KW_HOME: household code, "" = none given */
+	int n;         /* KW_QUIZ: skill number, 0 = none given */
+	char code[32]; /* KW_HOME: household code, "" = none given */
 };
 
 struct quiz {
@@ -50,10 +58,10 @@ struct quiz {
 };
 
 struct fstate {
-	char kind;      /* 0 none, 'Q' quiz, 'S' self-assessment, 'M' menu */
-	struct quiz q;  /* 'Q' */
-	int i;          /* 'S': skill being asked */
-	int bad;        /* 'S', 'M' */
+	char kind;     /* 0 none, 'Q' quiz, 'S' self-assessment, 'M' menu */
+	struct quiz q; /* 'Q' */
+	int i;         /* 'S': skill being asked */
+	int bad;       /* 'S', 'M' */
 };
 
 struct ctx {
@@ -73,9 +81,9 @@ struct ctx {
 static bool
 is_punct_or_space(unsigned char ch)
 {
-	return ch == ' ' || (ch < 0x80 && (ch < 0x20 || (ch > ' ' && ch < '0') ||
-	                                   (ch > '9' && ch < 'A') || (ch > 'Z' && ch < 'a') ||
-	                                   ch > 'z'));
+	return ch == ' ' ||
+	       (ch < 0x80 && (ch < 0x20 || (ch > ' ' && ch < '0') || (ch > '9' && ch < 'A') ||
+	                      (ch > 'Z' && ch < 'a') || ch > 'z'));
 }
 
 /* Drops a trailing incomplete UTF-8 sequence left by truncation. */
@@ -143,13 +151,11 @@ static const struct {
 	const char *word;
 	enum kw kw;
 } words[] = {
-	{"HD", KW_HELP},       {"TROGIUP", KW_HELP},  {"HUONGDAN", KW_HELP},
-	{"HELP", KW_HELP},     {"DANHGIA", KW_RATE},  {"TUDANHGIA", KW_RATE},
-	{"RATE", KW_RATE},     {"KQ", KW_STATUS},     {"KETQUA", KW_STATUS},
-	{"STATUS", KW_STATUS}, {"TUCHOI", KW_STOP},   {"HUY", KW_STOP},
-	{"STOP", KW_STOP},     {"BATDAU", KW_START},  {"START", KW_START},
-	{"EN", KW_EN},         {"ENGLISH", KW_EN},    {"TIENGANH", KW_EN},
-	{"VI", KW_VI},         {"TIENGVIET", KW_VI},
+    {"HD", KW_HELP},       {"TROGIUP", KW_HELP},   {"HUONGDAN", KW_HELP}, {"HELP", KW_HELP},
+    {"DANHGIA", KW_RATE},  {"TUDANHGIA", KW_RATE}, {"RATE", KW_RATE},     {"KQ", KW_STATUS},
+    {"KETQUA", KW_STATUS}, {"STATUS", KW_STATUS},  {"TUCHOI", KW_STOP},   {"HUY", KW_STOP},
+    {"STOP", KW_STOP},     {"BATDAU", KW_START},   {"START", KW_START},   {"EN", KW_EN},
+    {"ENGLISH", KW_EN},    {"TIENGANH", KW_EN},    {"VI", KW_VI},         {"TIENGVIET", KW_VI},
 };
 
 /* "HOC", "HOC3", "QUIZ 12" (n = -1: out of range). */
@@ -228,8 +234,8 @@ static char
 answer_char(const char *norm)
 {
 	static const char *const prefix[] = {
-		"CAUTRALOI", "TRALOI", "DAPAN", "CHON", "ANSWER", "ANS", "MUCDO",
-		"MUC", "LEVEL", "TL", "DA", "",
+	    "CAUTRALOI", "TRALOI", "DAPAN", "CHON", "ANSWER", "ANS",
+	    "MUCDO",     "MUC",    "LEVEL", "TL",   "DA",     "",
 	};
 	char cp[64];
 	size_t i, n;
@@ -418,8 +424,8 @@ render_question(struct ctx *x, const struct content_question *q, int n, int tota
 	char ns[12], ts[12];
 	size_t o = 0;
 	struct content_var v[] = {
-		{"n", ns}, {"total", ts}, {"question", q->text},
-		{"a", q->opt[0]}, {"b", q->opt[1]}, {"c", q->opt[2]}, {"d", q->opt[3]},
+	    {"n", ns},        {"total", ts},    {"question", q->text}, {"a", q->opt[0]},
+	    {"b", q->opt[1]}, {"c", q->opt[2]}, {"d", q->opt[3]},
 	};
 
 	snprintf(ns, sizeof(ns), "%d", n);
@@ -437,8 +443,10 @@ add_self_question(struct ctx *x, int skill)
 {
 	char ns[12];
 	struct content_var v[] = {
-		{"n", ns}, {"total", "5"}, {"skill", content_skill_name(x->c, x->lang, skill)},
-		{"question", content_self_question(x->c, x->lang, skill)},
+	    {"n", ns},
+	    {"total", "5"},
+	    {"skill", content_skill_name(x->c, x->lang, skill)},
+	    {"question", content_self_question(x->c, x->lang, skill)},
 	};
 
 	snprintf(ns, sizeof(ns), "%d", skill);
@@ -465,7 +473,8 @@ render_next(struct ctx *x, const struct flow_sub *s, int cur, char *buf)
 		missing = true;
 		if (rule != FLOW_RULE_SELF && !s->quiz_passed[sk - 1]) {
 			struct content_var v[] = {
-				{"n", ns}, {"skill", content_skill_name(x->c, x->lang, sk)},
+			    {"n", ns},
+			    {"skill", content_skill_name(x->c, x->lang, sk)},
 			};
 			snprintf(ns, sizeof(ns), "%d", sk);
 			render(x, "next_skill", v, 2, buf);
@@ -532,12 +541,13 @@ start_quiz(struct ctx *x, int skill)
 	snprintf(ts, sizeof(ts), "%d", q.n);
 	snprintf(ps, sizeof(ps), "%d", pass_mark(x->cfg, q.n));
 	struct content_var v[] = {
-		{"skill", content_skill_name(x->c, x->lang, skill)},
-		{"n", ns}, {"total", ts}, {"pass", ps},
+	    {"skill", content_skill_name(x->c, x->lang, skill)},
+	    {"n", ns},
+	    {"total", ts},
+	    {"pass", ps},
 	};
 	add_msg(x, "quiz_start", v, 4);
-	render_question(x, content_question_find(x->c, x->lang, skill, q.ids[0]), 1, q.n,
-	                "", buf);
+	render_question(x, content_question_find(x->c, x->lang, skill, q.ids[0]), 1, q.n, "", buf);
 	add_text(x, buf);
 	set_quiz_state(x, &q);
 }
@@ -547,7 +557,8 @@ quiz_expired(struct ctx *x, int skill)
 {
 	char ns[12];
 	struct content_var v[] = {
-		{"n", ns}, {"skill", content_skill_name(x->c, x->lang, skill)},
+	    {"n", ns},
+	    {"skill", content_skill_name(x->c, x->lang, skill)},
 	};
 
 	snprintf(ns, sizeof(ns), "%d", skill);
@@ -563,8 +574,12 @@ quiz_finish(struct ctx *x, const struct quiz *q)
 	char ns[12], ss[12], ts[12], ps[12], next[FLOW_REPLY_MAX];
 	struct flow_sub tmp = *x->sub;
 	struct content_var v[] = {
-		{"skill", content_skill_name(x->c, x->lang, q->skill)}, {"n", ns},
-		{"score", ss}, {"total", ts}, {"pass", ps}, {"next", next},
+	    {"skill", content_skill_name(x->c, x->lang, q->skill)},
+	    {"n", ns},
+	    {"score", ss},
+	    {"total", ts},
+	    {"pass", ps},
+	    {"next", next},
 	};
 
 	snprintf(ns, sizeof(ns), "%d", q->skill);
@@ -699,8 +714,8 @@ menu_answer(struct ctx *x, int bad, const char *norm)
 
 /* Appends "1 Name, 3 Name" for the skills proficient (want) or not. */
 static void
-skill_list(struct ctx *x, const struct flow_sub *s, bool want, uint8_t mask_only,
-           char *buf, size_t cap)
+skill_list(struct ctx *x, const struct flow_sub *s, bool want, uint8_t mask_only, char *buf,
+           size_t cap)
 {
 	size_t o = 0;
 	int k;
@@ -726,8 +741,8 @@ do_status(struct ctx *x)
 	char done[512], miss[512], hmiss[512], members[12];
 	const char *hkey = "status_household_none";
 	struct content_var v[] = {
-		{"done_skills", done}, {"missing_skills", miss},
-		{"household", s->household}, {"members", members}, {"household_missing", hmiss},
+	    {"done_skills", done}, {"missing_skills", miss},     {"household", s->household},
+	    {"members", members},  {"household_missing", hmiss},
 	};
 
 	skill_list(x, s, true, 0, done, sizeof(done));
@@ -735,8 +750,8 @@ do_status(struct ctx *x)
 	skill_list(x, s, false, 1, hmiss, sizeof(hmiss));
 	snprintf(members, sizeof(members), "%d", s->household_members);
 	if (s->household[0] != '\0')
-		hkey = s->household_covered ? "status_household_covered"
-		                            : "status_household_partial";
+		hkey =
+		    s->household_covered ? "status_household_covered" : "status_household_partial";
 	add_msg(x, "status", v, 2);
 	add_msg(x, hkey, v + 2, 3);
 }
@@ -885,9 +900,8 @@ flow_step(struct ctx *x, const char *norm)
 }
 
 void
-flow_handle_sms(const struct content *c, const struct flow_cfg *cfg,
-                const struct flow_sub *sub, const char *text, int64_t now,
-                uint32_t seed, struct flow_result *out)
+flow_handle_sms(const struct content *c, const struct flow_cfg *cfg, const struct flow_sub *sub,
+                const char *text, int64_t now, uint32_t seed, struct flow_result *out)
 {
 	struct flow_sub s = *sub; /* terminated copy: the snapshot is untrusted */
 	struct ctx x = {c, cfg, &s, out, 0, now, seed};

@@ -30,17 +30,17 @@ enum hhcsv_state {
 struct hhcsv {
 	hhcsv_row_cb cb;
 	void *arg;
-	int bom_pos;            /* bytes of a BOM matched so far; -1 when done */
+	int bom_pos; /* bytes of a BOM matched so far; -1 when done */
 	enum hhcsv_state st;
-	int line;               /* current physical line (1-based) */
-	int rec_line;           /* line the current record started on */
+	int line;     /* current physical line (1-based) */
+	int rec_line; /* line the current record started on */
 	char rec[HHCSV_RECORD_MAX + 1];
 	size_t reclen;
 	size_t fstart[HHCSV_MAX_FIELDS];
-	int nfields;            /* fields started in the current record */
-	int toomany;            /* fields beyond HHCSV_MAX_FIELDS */
-	int any;                /* the current record has any byte */
-	char err[128];          /* the current record's error, "" if none */
+	int nfields;   /* fields started in the current record */
+	int toomany;   /* fields beyond HHCSV_MAX_FIELDS */
+	int any;       /* the current record has any byte */
+	char err[128]; /* the current record's error, "" if none */
 	int have_header;
 	int header_bad;
 	char fatal[160];
@@ -50,8 +50,8 @@ struct hhcsv {
 };
 
 static const char *const hhcsv_cols[HHCSV_NCOLS] = {
-	"household_code", "province_code", "district_code", "commune_code",
-	"village",        "msisdn",        "language",
+    "household_code", "province_code", "district_code", "commune_code",
+    "village",        "msisdn",        "language",
 };
 
 static void hhcsv_byte(struct hhcsv *p, unsigned char c);
@@ -347,8 +347,8 @@ hhcsv_header(struct hhcsv *p)
 			if (strcmp(t, hhcsv_cols[i]) == 0)
 				found = i;
 		if (found < 0 || p->colmap[found] >= 0) {
-			snprintf(p->fatal, sizeof p->fatal, "line %d: header: %s column \"%.40s\"", p->rec_line,
-			         found < 0 ? "unknown" : "duplicate", t);
+			snprintf(p->fatal, sizeof p->fatal, "line %d: header: %s column \"%.40s\"",
+			         p->rec_line, found < 0 ? "unknown" : "duplicate", t);
 			p->header_bad = 1;
 			return;
 		}
@@ -356,8 +356,8 @@ hhcsv_header(struct hhcsv *p)
 	}
 	for (int i = 0; i < HHCSV_NCOLS; i++) {
 		if (p->colmap[i] < 0) {
-			snprintf(p->fatal, sizeof p->fatal, "line %d: header: missing column %s", p->rec_line,
-			         hhcsv_cols[i]);
+			snprintf(p->fatal, sizeof p->fatal, "line %d: header: missing column %s",
+			         p->rec_line, hhcsv_cols[i]);
 			p->header_bad = 1;
 			return;
 		}

@@ -116,10 +116,11 @@ ll_round(struct linklock *ll)
 	}
 	if (ll->beat_req == 0) {
 		char stale[16];
-		snprintf(stale, sizeof stale, "%d", ll->cfg->link_lock_interval * LINKLOCK_STALE_BEATS);
+		snprintf(stale, sizeof stale, "%d",
+		         ll->cfg->link_lock_interval * LINKLOCK_STALE_BEATS);
 		const char *params[] = {ll->owner, stale};
-		ll->beat_req = store_query(ll->st, "SELECT sg_instance_beat($1, $2::int)", 2, params,
-		                           beat_cb, ll);
+		ll->beat_req = store_query(ll->st, "SELECT sg_instance_beat($1, $2::int)", 2,
+		                           params, beat_cb, ll);
 	}
 }
 
@@ -172,8 +173,7 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct linklock *
-linklock_new(struct event_base *base, const struct sg_config *cfg, linklock_cb on_change,
-             void *arg)
+linklock_new(struct event_base *base, const struct sg_config *cfg, linklock_cb on_change, void *arg)
 {
 	struct linklock *ll = calloc(1, sizeof *ll);
 
@@ -184,7 +184,8 @@ linklock_new(struct event_base *base, const struct sg_config *cfg, linklock_cb o
 	ll->on_change = on_change;
 	ll->arg = arg;
 	/* the owner name the pipeline writes in mt_messages.owner */
-	snprintf(ll->owner, sizeof ll->owner, "%s", cfg->instance_name); /* never empty: config_load */
+	snprintf(ll->owner, sizeof ll->owner, "%s",
+	         cfg->instance_name); /* never empty: config_load */
 	ll->nlinks = cfg->n_links;
 	for (int i = 0; i < cfg->n_links; i++) {
 		ll->links[i].ll = ll;

@@ -62,9 +62,10 @@ log_vmsg(enum log_level level, const char *module, const char *fmt, va_list ap)
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s: ",
-	                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-	                 tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level], module);
+	int n = snprintf(line, sizeof line,
+	                 "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s: ", tm.tm_year + 1900,
+	                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	                 (int)(tv.tv_usec / 1000), level_names[level], module);
 	if (n < 0 || (size_t)n >= sizeof line)
 		n = 0;
 	vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
@@ -97,8 +98,7 @@ fatal(const char *fmt, ...)
 }
 
 void
-log_hex(enum log_level level, const char *module, const char *what, const uint8_t *p,
-        size_t n)
+log_hex(enum log_level level, const char *module, const char *what, const uint8_t *p, size_t n)
 {
 	if (level < cur_level)
 		return;

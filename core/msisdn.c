@@ -80,8 +80,8 @@ msisdn_normalise(const char *in, char *out, size_t cap)
 			if (plus || n > 0)
 				return -1;
 			plus = true;
-		} else if (c == ' ' || c == '\t' || c == '.' || c == '-' || c == '(' ||
-		           c == ')' || c == '/') {
+		} else if (c == ' ' || c == '\t' || c == '.' || c == '-' || c == '(' || c == ')' ||
+		           c == '/') {
 			continue;
 		} else {
 			return -1;

@@ -33,7 +33,7 @@
 #define REMATCH_INTERVAL_S 5
 
 struct mo_item {
-	struct mo_item *next;     /* in a batch, or in its subscriber's queue */
+	struct mo_item *next; /* in a batch, or in its subscriber's queue */
 	struct mo_item *sub_next;
 	char link[MSG_LINK_MAX];
 	char smsc_id[MSG_SMSC_ID_MAX];
@@ -43,7 +43,7 @@ struct mo_item {
 	bool partial;
 	int n_acks;
 	struct msg_ack *acks;
-	int64_t mo_id;            /* stored MOs being recovered */
+	int64_t mo_id; /* stored MOs being recovered */
 };
 
 /* MOs of one number: head in flight, the rest waiting. */
@@ -107,20 +107,20 @@ struct pipeline {
 	uint32_t rng;
 
 	struct busy *busy[BUSY_BUCKETS];
-	struct mo_batch *open_mo;       /* collecting */
+	struct mo_batch *open_mo; /* collecting */
 	struct event *mo_timer;
 
 	struct mt_queue pending[MSG_PRIO_COUNT]; /* claimed or replied, not yet taken by a link */
 	bool claiming[MSG_PRIO_COUNT];
 	struct event *pump_timer;
 	bool recovering;
-	bool standby;                   /* no link held (linklock.h): claim nothing */
-	bool bulk_ready;                /* campaign settings written: bulk may be claimed */
-	struct event *sweep_timer;      /* re-reads MOs left unprocessed */
+	bool standby;              /* no link held (linklock.h): claim nothing */
+	bool bulk_ready;           /* campaign settings written: bulk may be claimed */
+	struct event *sweep_timer; /* re-reads MOs left unprocessed */
 	bool sweeping;
-	struct event *rematch_timer;    /* receipts parked while their part committed */
+	struct event *rematch_timer; /* receipts parked while their part committed */
 	bool rematching;
-	bool sweep_soon;                /* next sweep takes MOs of any age */
+	bool sweep_soon; /* next sweep takes MOs of any age */
 
 	/*
 	 * At most one batch of each kind is committing at a time (more only when
@@ -138,7 +138,7 @@ struct pipeline {
 	struct dlr_batch dlr;
 	struct event *dlr_timer;
 
-	int in_flight;                  /* batches sent to the store */
+	int in_flight;                                        /* batches sent to the store */
 	void (*ussd_fn)(void *arg, const struct msg_ussd *u); /* pipeline_set_ussd */
 	void *ussd_arg;
 	void (*stop_cb)(void *);
@@ -400,8 +400,7 @@ snapshot_from_row(PGresult *res, int r, int off, const char *msisdn, bool is_new
 
 /* What the flow engine decided for one MO, as an element of sg_mo_apply's input. */
 static json_t *
-flow_to_json(const struct mo_item *m, int64_t mo_id, const struct flow_result *fr,
-             const char *src)
+flow_to_json(const struct mo_item *m, int64_t mo_id, const struct flow_result *fr, const char *src)
 {
 	json_t *replies = json_array(), *ev = json_array();
 	for (int i = 0; i < fr->n_replies; i++)
@@ -413,11 +412,11 @@ flow_to_json(const struct mo_item *m, int64_t mo_id, const struct flow_result *f
 		                                    e->value, e->passed));
 	}
 	return json_pack("{s:I s:s s:s s:s s:s s:b s:s s:i s:b s:s s:s s:s s:o s:o s:s}", "mo",
-	                 (json_int_t)mo_id, "msisdn", m->from, "src", src, "dest", m->to,
-	                 "state", fr->state, "sc", fr->state_changed, "lang", fr->lang, "opt",
-	                 fr->opt, "help", fr->help_sent, "join", fr->join_code, "rok",
-	                 fr->reply_join_ok, "runk", fr->reply_join_unknown, "replies", replies,
-	                 "ev", ev, "link", m->link);
+	                 (json_int_t)mo_id, "msisdn", m->from, "src", src, "dest", m->to, "state",
+	                 fr->state, "sc", fr->state_changed, "lang", fr->lang, "opt", fr->opt,
+	                 "help", fr->help_sent, "join", fr->join_code, "rok", fr->reply_join_ok,
+	                 "runk", fr->reply_join_unknown, "replies", replies, "ev", ev, "link",
+	                 m->link);
 }
 
 struct apply_ctx {
@@ -477,7 +476,8 @@ apply_cb(void *arg, PGresult *res, const char *err)
 	struct pipeline *p = a->p;
 	p->in_flight--;
 	if (res == NULL) {
-		log_warn("pipeline", "apply failed (%s): MOs stay pending, swept again in 1 s", err);
+		log_warn("pipeline", "apply failed (%s): MOs stay pending, swept again in 1 s",
+		         err);
 		if (!p->stopping)
 			sweep_later(p, 1000);
 	} else
@@ -522,7 +522,8 @@ commit_cb(void *arg, PGresult *res, const char *err)
 	}
 	if (ok) {
 		p->stats.mo_committed += (uint64_t)a->n;
-		/* kind, ord, mo_id, mt_id, msisdn, text, link, ...: the a->n 'mo' rows, then replies */
+		/* kind, ord, mo_id, mt_id, msisdn, text, link, ...: the a->n 'mo' rows, then
+		 * replies */
 		mt_from_rows(p, res, a->n, MSG_PRIO_INTERACTIVE, 3, 4, 5, 6, -1, -1);
 	}
 	struct mo_item *m = a->items;
@@ -575,12 +576,12 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 			el = flow_to_json(m, m->mo_id, fr, "sms");
 		}
 		if (fresh) {
-			json_object_set_new(el, "in",
-			                    json_pack("{s:s s:s s:s s:s s:b s:s}", "link", m->link, "smsc_id",
-			                              m->smsc_id, "dest", m->to, "text", m->text,
-			                              "partial", m->partial, "state",
-			                              strcmp(rows[r].status, "looping") == 0 ? "looping"
-			                                                                    : "processed"));
+			json_object_set_new(
+			    el, "in",
+			    json_pack(
+			        "{s:s s:s s:s s:s s:b s:s}", "link", m->link, "smsc_id", m->smsc_id,
+			        "dest", m->to, "text", m->text, "partial", m->partial, "state",
+			        strcmp(rows[r].status, "looping") == 0 ? "looping" : "processed"));
 			a->n++;
 		}
 		json_array_append_new(arr, el);
@@ -597,11 +598,10 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 	const char *rule = flow_rule_name(p->fcfg.rule);
 	const char *params[] = {js, rule, p->owner};
 	p->in_flight++;
-	uint64_t id =
-	    fresh ? store_query(p->st, "SELECT * FROM sg_mo_commit($1::jsonb, $2, $3)", 3, params,
-	                        commit_cb, a)
-	          : store_query(p->st, "SELECT * FROM sg_mo_apply($1::jsonb, $2, $3)", 3, params,
-	                        apply_cb, a);
+	uint64_t id = fresh ? store_query(p->st, "SELECT * FROM sg_mo_commit($1::jsonb, $2, $3)", 3,
+	                                  params, commit_cb, a)
+	                    : store_query(p->st, "SELECT * FROM sg_mo_apply($1::jsonb, $2, $3)", 3,
+	                                  params, apply_cb, a);
 	free(js);
 	if (id == 0)
 		(fresh ? commit_cb : apply_cb)(a, NULL, "store refused");
@@ -775,7 +775,8 @@ recover_mt_cb(void *arg, PGresult *res, const char *err)
 	if (res == NULL)
 		log_warn("pipeline", "recovery of in-flight MTs failed: %s", err);
 	else if (atoll(PQgetvalue(res, 0, 0)) > 0)
-		log_warn("pipeline", "%s MT were in flight at a crash: sent again, marked maybe_duplicate",
+		log_warn("pipeline",
+		         "%s MT were in flight at a crash: sent again, marked maybe_duplicate",
 		         PQgetvalue(res, 0, 0));
 	arm_timer(p->pump_timer, 0);
 	pipeline_check_stop(p);
@@ -793,8 +794,8 @@ recover_mo(struct pipeline *p, int min_age)
 	const char *params[] = {lim, age};
 	p->sweeping = true;
 	p->in_flight++;
-	if (store_query(p->st, "SELECT * FROM sg_mo_pending($1, $2)", 2, params, recover_mo_cb, p) ==
-	    0) {
+	if (store_query(p->st, "SELECT * FROM sg_mo_pending($1, $2)", 2, params, recover_mo_cb,
+	                p) == 0) {
 		p->in_flight--;
 		p->sweeping = false;
 	}
@@ -893,8 +894,8 @@ mt_push_pending(struct pipeline *p, enum msg_prio prio)
 	while (q->head) {
 		struct mt_item *it = q->head;
 		int rc = p->gw->submit(p->gwarg, &it->mt);
-		log_debug("pipeline", "mt %lld prio %d -> gateway: %d (%d pending)", (long long)it->mt.id,
-		          (int)prio, rc, q->n);
+		log_debug("pipeline", "mt %lld prio %d -> gateway: %d (%d pending)",
+		          (long long)it->mt.id, (int)prio, rc, q->n);
 		if (rc == -1)
 			return; /* link full: core_ops.ready brings us back */
 		if (rc == -2)
@@ -1016,10 +1017,11 @@ static void
 res_failed(struct pipeline *p, struct res_ctx *c, const char *why)
 {
 	if (p->stopping || p->res_retry_rows + c->n > RES_RETRY_MAX) {
-		log_error("pipeline",
-		          "%d submit results not recorded (%s): those messages stay 'submitting' and are "
-		          "resent, marked maybe_duplicate, after a restart",
-		          c->n, why);
+		log_error(
+		    "pipeline",
+		    "%d submit results not recorded (%s): those messages stay 'submitting' and are "
+		    "resent, marked maybe_duplicate, after a restart",
+		    c->n, why);
 		res_ctx_free(c);
 		if (p->stopping) { /* the backlog too: nothing will retry it */
 			while (p->res_retry) {
@@ -1143,8 +1145,8 @@ mt_result_core_cb(void *core, const struct msg_mt_result *r)
 	 * the message goes back to the outbox for a later attempt */
 	if (r->status != 0 && !r->temporary) {
 		p->stats.mt_failed++;
-		log_info("pipeline", "MT %lld part %d/%d failed with status 0x%x", (long long)r->mt_id,
-		         r->part, r->nparts, r->status);
+		log_info("pipeline", "MT %lld part %d/%d failed with status 0x%x",
+		         (long long)r->mt_id, r->part, r->nparts, r->status);
 	}
 	snprintf(num, sizeof num, "%lld", (long long)r->mt_id);
 	strbuf_pgarr_elem(&b->mt, num);
@@ -1217,13 +1219,13 @@ dlr_flush(struct pipeline *p)
 		strbuf_pgarr_end(f[i]);
 		params[i] = f[i]->s;
 	}
-	uint64_t id = store_query(p->st,
-	                          "SELECT sg_dlr_apply($1::text[], $2::text[], $3::int[], $4::int[])",
-	                          4, params, dlr_done_cb, c);
+	uint64_t id =
+	    store_query(p->st, "SELECT sg_dlr_apply($1::text[], $2::text[], $3::int[], $4::int[])",
+	                4, params, dlr_done_cb, c);
 	dlr_reset(b);
 	if (id == 0) {
-		log_warn("pipeline", "%d receipts not committed (database unavailable): temporary error",
-		         c->n);
+		log_warn("pipeline",
+		         "%d receipts not committed (database unavailable): temporary error", c->n);
 		p->gw->ack(p->gwarg, c->acks, c->n, (uint32_t)p->cfg->mo_temp_error);
 		free(c->acks);
 		free(c);
@@ -1350,7 +1352,8 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	p->fcfg.rule = (enum flow_rule)cfg->proficiency_rule;
 	p->fcfg.idle_timeout = cfg->flow_idle_timeout;
 	p->fcfg.help_interval = cfg->help_interval;
-	snprintf(p->owner, sizeof p->owner, "%s", cfg->instance_name); /* never empty: config_load */
+	snprintf(p->owner, sizeof p->owner, "%s",
+	         cfg->instance_name); /* never empty: config_load */
 	p->rng = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ 0x9e3779b9u;
 	if (p->rng == 0)
 		p->rng = 1;

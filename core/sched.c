@@ -38,41 +38,35 @@
 #include "scheduler.h"
 #include "store.h"
 
-#define SCHED_BUSY_MS 200            /* next round when a step found more work */
-#define SCHED_IDLE_MS 5000           /* next round otherwise */
-#define SCHED_RETRY_MS 10000         /* after an error or with no database */
-#define SCHED_CHUNK 5000             /* broadcast recipients per statement */
-#define SCHED_PLAN_LIMIT 5000        /* reminders planned per statement */
-#define SCHED_PLAN_HORIZON 3600      /* seconds ahead a reminder is planned */
-#define SCHED_PLAN_EVERY 30          /* seconds between planning rounds */
-#define SCHED_DISPATCH_LIMIT 1000    /* reminders sent per statement */
+#define SCHED_BUSY_MS 200         /* next round when a step found more work */
+#define SCHED_IDLE_MS 5000        /* next round otherwise */
+#define SCHED_RETRY_MS 10000      /* after an error or with no database */
+#define SCHED_CHUNK 5000          /* broadcast recipients per statement */
+#define SCHED_PLAN_LIMIT 5000     /* reminders planned per statement */
+#define SCHED_PLAN_HORIZON 3600   /* seconds ahead a reminder is planned */
+#define SCHED_PLAN_EVERY 30       /* seconds between planning rounds */
+#define SCHED_DISPATCH_LIMIT 1000 /* reminders sent per statement */
 #define SCHED_FAKE_MAX 64
 
-enum sched_step {
-	SCHED_CONFIGURE = 0,
-	SCHED_BROADCAST,
-	SCHED_PLAN,
-	SCHED_DISPATCH,
-	SCHED_DONE
-};
+enum sched_step { SCHED_CONFIGURE = 0, SCHED_BROADCAST, SCHED_PLAN, SCHED_DISPATCH, SCHED_DONE };
 
 struct sched {
-	struct event_base *base;        /* borrowed */
-	const struct sg_config *cfg;    /* borrowed */
-	struct store *st;               /* borrowed */
+	struct event_base *base;     /* borrowed */
+	const struct sg_config *cfg; /* borrowed */
+	struct store *st;            /* borrowed */
 	struct event *timer;
-	uint64_t req;                   /* store request in flight, 0 none */
-	enum sched_step step;           /* step running or next to run */
+	uint64_t req;         /* store request in flight, 0 none */
+	enum sched_step step; /* step running or next to run */
 	bool running;
 	bool configured;
 	void (*on_configured)(void *arg);
 	void *on_configured_arg;
-	bool more;                      /* a step of this round found more work */
-	time_t last_plan;               /* monotonic seconds of the last plan */
-	char *settings;                 /* JSON for sg_campaign_configure */
-	char fake[SCHED_FAKE_MAX];      /* SKILLGATE_FAKE_NOW without '~', "" = real time */
+	bool more;                 /* a step of this round found more work */
+	time_t last_plan;          /* monotonic seconds of the last plan */
+	char *settings;            /* JSON for sg_campaign_configure */
+	char fake[SCHED_FAKE_MAX]; /* SKILLGATE_FAKE_NOW without '~', "" = real time */
 	bool fake_advance;
-	time_t started;                 /* monotonic seconds at sched_new */
+	time_t started; /* monotonic seconds at sched_new */
 	uint64_t broadcast_msgs, reminders_sent;
 };
 
@@ -358,7 +352,8 @@ sched_next(struct sched *s)
 		break;
 	case SCHED_BROADCAST:
 		snprintf(lim, sizeof lim, "%d", SCHED_CHUNK);
-		sql = "SELECT * FROM sg_broadcast_step($1::timestamptz + make_interval(secs => $2::int), "
+		sql = "SELECT * FROM sg_broadcast_step($1::timestamptz + make_interval(secs => "
+		      "$2::int), "
 		      "$3::int)";
 		params[n++] = ts;
 		params[n++] = secs;
@@ -377,7 +372,8 @@ sched_next(struct sched *s)
 		break;
 	case SCHED_DISPATCH:
 		snprintf(lim, sizeof lim, "%d", SCHED_DISPATCH_LIMIT);
-		sql = "SELECT sg_reminders_dispatch($1::timestamptz + make_interval(secs => $2::int), "
+		sql = "SELECT sg_reminders_dispatch($1::timestamptz + make_interval(secs => "
+		      "$2::int), "
 		      "$3::int)";
 		params[n++] = ts;
 		params[n++] = secs;

@@ -34,12 +34,12 @@ struct pgconn {
 	int idx;
 	enum conn_state state;
 	PGconn *pg;
-	struct event *ev;      /* socket readiness */
-	short watching;        /* what ev waits for */
-	struct event *retry;   /* reconnect timer */
+	struct event *ev;    /* socket readiness */
+	short watching;      /* what ev waits for */
+	struct event *retry; /* reconnect timer */
 	int backoff_ms;
-	struct req *cur;       /* in flight */
-	PGresult *last;        /* result being collected */
+	struct req *cur; /* in flight */
+	PGresult *last;  /* result being collected */
 };
 
 struct store {
@@ -445,8 +445,8 @@ store_free(struct store *st)
 }
 
 uint64_t
-store_query(struct store *st, const char *sql, int nparams, const char *const *values,
-            store_cb cb, void *arg)
+store_query(struct store *st, const char *sql, int nparams, const char *const *values, store_cb cb,
+            void *arg)
 {
 	if (st->up == 0 || st->queued >= st->queue_max) {
 		st->stats.refused++;

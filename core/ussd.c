@@ -112,11 +112,15 @@ ussd_state_parse(const char *s, struct ussd_dialog *d)
 	if ((p = flow_parse_int(p, 0, BAD_MAX, ':', &d->bad)) == NULL)
 		goto bad;
 	if (d->screen != USSD_QUIZ_Q && d->screen != USSD_SELF_Q)
-		return flow_parse_int(p, 0, 9999, '\0', &d->inputs) != NULL ? 0 : (dialog_reset(d, lang), -1);
+		return flow_parse_int(p, 0, 9999, '\0', &d->inputs) != NULL
+		           ? 0
+		           : (dialog_reset(d, lang), -1);
 	if ((p = flow_parse_int(p, 0, 9999, ':', &d->inputs)) == NULL)
 		goto bad;
 	if (d->screen == USSD_SELF_Q)
-		return flow_parse_int(p, 1, FLOW_SKILLS, '\0', &d->skill) != NULL ? 0 : (dialog_reset(d, lang), -1);
+		return flow_parse_int(p, 1, FLOW_SKILLS, '\0', &d->skill) != NULL
+		           ? 0
+		           : (dialog_reset(d, lang), -1);
 	if ((p = flow_parse_int(p, 1, FLOW_SKILLS, ':', &d->skill)) == NULL)
 		goto bad;
 	for (d->qn = 0; d->qn < USSD_QUIZ_MAX;) {
@@ -214,8 +218,8 @@ question_screen(const struct uctx *x, const struct content_question *q, char *ou
 {
 	char ns[12], ts[12];
 	struct content_var v[] = {
-		{"n", ns}, {"total", ts}, {"question", q->text},
-		{"a", q->opt[0]}, {"b", q->opt[1]}, {"c", q->opt[2]}, {"d", q->opt[3]},
+	    {"n", ns},        {"total", ts},    {"question", q->text}, {"a", q->opt[0]},
+	    {"b", q->opt[1]}, {"c", q->opt[2]}, {"d", q->opt[3]},
 	};
 
 	snprintf(ns, sizeof(ns), "%d", x->d.qi + 1);
@@ -268,9 +272,10 @@ show(struct uctx *x)
 	case USSD_SELF_Q: {
 		snprintf(ns, sizeof(ns), "%d", x->d.skill);
 		struct content_var v[] = {
-			{"n", ns}, {"total", "5"},
-			{"skill", content_skill_short(x->c, x->d.lang, x->d.skill)},
-			{"question", content_self_question(x->c, x->d.lang, x->d.skill)},
+		    {"n", ns},
+		    {"total", "5"},
+		    {"skill", content_skill_short(x->c, x->d.lang, x->d.skill)},
+		    {"question", content_self_question(x->c, x->d.lang, x->d.skill)},
 		};
 		render(x, "self_question", v, 4, buf, sizeof(buf));
 		break;
@@ -284,8 +289,11 @@ show(struct uctx *x)
 		if (x->sub->household[0] != '\0')
 			key = x->sub->household_covered ? "progress_covered" : "progress_partial";
 		struct content_var v[] = {
-			{"done", done}, {"missing", miss}, {"household", x->sub->household},
-			{"members", members}, {"household_missing", hmiss},
+		    {"done", done},
+		    {"missing", miss},
+		    {"household", x->sub->household},
+		    {"members", members},
+		    {"household_missing", hmiss},
 		};
 		render(x, key, v, 5, buf, sizeof(buf));
 		break;
@@ -364,8 +372,11 @@ quiz_done(struct uctx *x)
 	bool passed = x->d.score >= pass;
 	char ns[12], ss[12], ts[12], ps[12], tmp[USSD_SMS_BYTES];
 	struct content_var v[] = {
-		{"skill", content_skill_short(x->c, x->d.lang, skill)}, {"n", ns},
-		{"score", ss}, {"total", ts}, {"pass", ps},
+	    {"skill", content_skill_short(x->c, x->d.lang, skill)},
+	    {"n", ns},
+	    {"score", ss},
+	    {"total", ts},
+	    {"pass", ps},
 	};
 
 	snprintf(ns, sizeof(ns), "%d", skill);
@@ -473,7 +484,8 @@ apply(struct uctx *x, const char *raw)
 		raw++;
 	snprintf(in, sizeof(in), "%s", raw);
 	n = strlen(in);
-	while (n > 0 && (in[n - 1] == ' ' || in[n - 1] == '\t' || in[n - 1] == '\r' || in[n - 1] == '\n'))
+	while (n > 0 &&
+	       (in[n - 1] == ' ' || in[n - 1] == '\t' || in[n - 1] == '\r' || in[n - 1] == '\n'))
 		in[--n] = '\0';
 	x->prefix[0] = '\0';
 	if (strcmp(in, "00") == 0) {
@@ -482,10 +494,10 @@ apply(struct uctx *x, const char *raw)
 	}
 	if (strcmp(in, "0") == 0) {
 		static const enum ussd_screen parent[] = {
-			[USSD_MAIN] = USSD_MAIN, [USSD_QUIZ_MENU] = USSD_MAIN,
-			[USSD_QUIZ_Q] = USSD_QUIZ_MENU, [USSD_SELF_Q] = USSD_MAIN,
-			[USSD_PROGRESS] = USSD_MAIN, [USSD_HOUSEHOLD_ENTER] = USSD_MAIN,
-			[USSD_LANGUAGE] = USSD_MAIN, [USSD_END] = USSD_END,
+		    [USSD_MAIN] = USSD_MAIN,        [USSD_QUIZ_MENU] = USSD_MAIN,
+		    [USSD_QUIZ_Q] = USSD_QUIZ_MENU, [USSD_SELF_Q] = USSD_MAIN,
+		    [USSD_PROGRESS] = USSD_MAIN,    [USSD_HOUSEHOLD_ENTER] = USSD_MAIN,
+		    [USSD_LANGUAGE] = USSD_MAIN,    [USSD_END] = USSD_END,
 		};
 		enter_state(x, parent[x->d.screen]);
 		return;
@@ -649,10 +661,14 @@ ussd_close(const struct content *c, const struct ussd_cfg *cfg, const struct uss
 	x.d = *in;
 	if (x.d.screen == USSD_QUIZ_Q && x.d.qn > 0 &&
 	    (q = content_question_find(c, x.d.lang, x.d.skill, x.d.ids[x.d.qi])) != NULL) {
-		char ns[12], as[12], ts[12], ss[12], head[USSD_SMS_BYTES / 2], qs[USSD_SCREEN_BYTES - 8];
+		char ns[12], as[12], ts[12], ss[12], head[USSD_SMS_BYTES / 2],
+		    qs[USSD_SCREEN_BYTES - 8];
 		struct content_var v[] = {
-			{"skill", content_skill_short(c, x.d.lang, x.d.skill)}, {"n", ns},
-			{"answered", as}, {"total", ts}, {"score", ss},
+		    {"skill", content_skill_short(c, x.d.lang, x.d.skill)},
+		    {"n", ns},
+		    {"answered", as},
+		    {"total", ts},
+		    {"score", ss},
 		};
 		size_t o;
 		int k;
@@ -667,8 +683,8 @@ ussd_close(const struct content *c, const struct ussd_cfg *cfg, const struct uss
 		/* the SMS quiz (core/flow.c) continues from here */
 		o = (size_t)snprintf(out->sms_state, sizeof(out->sms_state), "Q:%d:", x.d.skill);
 		for (k = 0; k < x.d.qn && o < sizeof(out->sms_state); k++)
-			o += (size_t)snprintf(out->sms_state + o, sizeof(out->sms_state) - o, "%s%s",
-			                      k ? "," : "", x.d.ids[k]);
+			o += (size_t)snprintf(out->sms_state + o, sizeof(out->sms_state) - o,
+			                      "%s%s", k ? "," : "", x.d.ids[k]);
 		if (o < sizeof(out->sms_state))
 			snprintf(out->sms_state + o, sizeof(out->sms_state) - o, ":%d:%d:0", x.d.qi,
 			         x.d.score);
@@ -695,11 +711,11 @@ enum step_kind { STEP_SMPP, STEP_HTTP, STEP_TIMEOUT };
 struct step {
 	struct step *next;
 	enum step_kind kind;
-	enum msg_ussd_op op;     /* STEP_SMPP */
-	char *text;              /* input, dialled string, or HTTP text */
+	enum msg_ussd_op op; /* STEP_SMPP */
+	char *text;          /* input, dialled string, or HTTP text */
 	struct msg_ack ack;
 	bool has_ack;
-	bool loaded;             /* BEGIN: the snapshot was read for this step */
+	bool loaded; /* BEGIN: the snapshot was read for this step */
 	void (*done)(void *arg, int status, const char *body);
 	void *done_arg;
 };
@@ -712,13 +728,13 @@ struct dlg {
 	char msisdn[MSG_MSISDN_MAX];
 	char service[MSG_ADDR_MAX];
 	bool http;
-	bool loaded;   /* d and sub are known */
-	bool open;     /* a dialog exists (not ended, not unknown) */
+	bool loaded; /* d and sub are known */
+	bool open;   /* a dialog exists (not ended, not unknown) */
 	int64_t started;
 	struct ussd_dialog d;
 	struct flow_sub sub;
 	struct step *head, *tail;
-	bool busy;     /* a load or a step is in a batch (open or in flight) */
+	bool busy; /* a load or a step is in a batch (open or in flight) */
 	bool total_expired;
 	struct event *idle_ev, *total_ev;
 	char last[USSD_SCREEN_BYTES + 8]; /* HTTP: last body, for a repeated request */
@@ -743,11 +759,11 @@ struct ussd {
 	int active;
 	struct dlg *tab[DLG_BUCKETS];
 	/* group commit: open batches, and the one of each kind in flight */
-	struct batch open_steps;   /* struct commit * */
-	struct batch open_loads;   /* struct dlg * */
+	struct batch open_steps; /* struct commit * */
+	struct batch open_loads; /* struct dlg * */
 	struct batch *steps_fly, *loads_fly;
 	uint64_t steps_req, loads_req;
-	struct event *flush_ev;    /* deferred flush of the open batches */
+	struct event *flush_ev; /* deferred flush of the open batches */
 };
 
 /* A commit in flight. */
@@ -826,8 +842,7 @@ step_free(struct step *s)
 
 /* Answers a step that will not be committed (status: SMPP ack / HTTP). */
 static void
-step_drop(struct ussd *u, struct step *s, uint32_t smpp_status, int http_status,
-          const char *body)
+step_drop(struct ussd *u, struct step *s, uint32_t smpp_status, int http_status, const char *body)
 {
 	if (s->has_ack && u->gwarg != NULL)
 		u->gw->ack(u->gwarg, &s->ack, 1, smpp_status);
@@ -985,18 +1000,19 @@ step_json(const struct dlg *g, const struct step *s, const struct commit *c)
 	for (int i = 0; i < o->n_events; i++) {
 		const struct flow_event *e = &o->events[i];
 		json_array_append_new(ev, json_pack("[i s i b]", e->skill,
-		                                    e->kind == FLOW_EV_SELF ? "self" : "quiz", e->value,
-		                                    e->passed));
+		                                    e->kind == FLOW_EV_SELF ? "self" : "quiz",
+		                                    e->value, e->passed));
 	}
-	json_t *j = json_pack("{s:s s:s s:s s:s s:s s:s s:b s:b s:b s:s s:s s:s s:s s:s s:s s:b s:o}",
-	                      "link", g->link, "key", g->key, "msisdn", g->msisdn, "dest",
-	                      g->service, "channel", g->http ? "http" : "ussd", "state", o->state,
-	                      "begin", c->begin, "end", o->end, "http", g->http, "lang", o->lang,
-	                      "join", o->join_code, "rok", o->screen_join_ok, "runk",
-	                      o->screen_join_unknown, "screen", o->screen, "sms", o->sms, "sc",
-	                      o->sms_state_set, "ev", ev);
+	json_t *j =
+	    json_pack("{s:s s:s s:s s:s s:s s:s s:b s:b s:b s:s s:s s:s s:s s:s s:s s:b s:o}",
+	              "link", g->link, "key", g->key, "msisdn", g->msisdn, "dest", g->service,
+	              "channel", g->http ? "http" : "ussd", "state", o->state, "begin", c->begin,
+	              "end", o->end, "http", g->http, "lang", o->lang, "join", o->join_code, "rok",
+	              o->screen_join_ok, "runk", o->screen_join_unknown, "screen", o->screen, "sms",
+	              o->sms, "sc", o->sms_state_set, "ev", ev);
 	json_object_set_new(j, "input",
-	                    s->kind == STEP_TIMEOUT ? json_null() : json_string(s->text ? s->text : ""));
+	                    s->kind == STEP_TIMEOUT ? json_null()
+	                                            : json_string(s->text ? s->text : ""));
 	if (o->sms_state_set)
 		json_object_set_new(j, "sms_state", json_string(o->sms_state));
 	return j;
@@ -1151,7 +1167,8 @@ run_step(struct dlg *g, struct step *s)
 			return;
 		} else {
 			int from = n > g->d.inputs ? g->d.inputs : (n > 0 ? n - 1 : 0);
-			ussd_input(ct, &u->ucfg, &c->sub, &g->d, f + from, n - from, urand(u), &c->out);
+			ussd_input(ct, &u->ucfg, &c->sub, &g->d, f + from, n - from, urand(u),
+			           &c->out);
 			c->out.next.inputs = n;
 			ussd_state_format(&c->out.next, c->out.state, sizeof(c->out.state));
 		}
@@ -1277,7 +1294,8 @@ kick(struct dlg *g)
 	struct step *s = g->head;
 	bool begin = s->kind == STEP_SMPP && s->op == MSG_USSD_BEGIN;
 	if (u->content == NULL) {
-		step_drop(u, pop_step(g), (uint32_t)u->cfg->mo_temp_error, 503, "END Service unavailable");
+		step_drop(u, pop_step(g), (uint32_t)u->cfg->mo_temp_error, 503,
+		          "END Service unavailable");
 		kick(g);
 		return;
 	}
@@ -1400,8 +1418,8 @@ steps_flush(struct ussd *u)
 	const char *rule = flow_rule_name(u->ucfg.rule);
 	const char *params[] = {js, rule, u->owner};
 	u->steps_fly = b;
-	u->steps_req = store_query(u->st, "SELECT * FROM sg_ussd_steps($1::jsonb, $2, $3)", 3, params,
-	                           steps_cb, u);
+	u->steps_req = store_query(u->st, "SELECT * FROM sg_ussd_steps($1::jsonb, $2, $3)", 3,
+	                           params, steps_cb, u);
 	free(js);
 	if (u->steps_req == 0)
 		steps_cb(u, NULL, "database unavailable");
@@ -1452,9 +1470,9 @@ loads_flush(struct ussd *u)
 		params[k] = a[k].s;
 	}
 	u->loads_fly = b;
-	u->loads_req = store_query(u->st,
-	                           "SELECT * FROM sg_ussd_loads($1::text[], $2::text[], $3::text[])", 3,
-	                           params, loads_cb, u);
+	u->loads_req =
+	    store_query(u->st, "SELECT * FROM sg_ussd_loads($1::text[], $2::text[], $3::text[])", 3,
+	                params, loads_cb, u);
 	for (int k = 0; k < 3; k++)
 		strbuf_free(&a[k]);
 	if (u->loads_req == 0)
@@ -1487,7 +1505,8 @@ ussd_new(struct event_base *base, const struct sg_config *cfg, struct store *st,
 	u->ucfg.pass_mark = cfg->pass_mark;
 	u->ucfg.quiz_length = cfg->quiz_length;
 	u->ucfg.rule = (enum flow_rule)cfg->proficiency_rule;
-	snprintf(u->owner, sizeof(u->owner), "%s", cfg->instance_name); /* never empty: config_load */
+	snprintf(u->owner, sizeof(u->owner), "%s",
+	         cfg->instance_name); /* never empty: config_load */
 	u->rng = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x85ebca6bu;
 	if (u->rng == 0)
 		u->rng = 1;
@@ -1605,7 +1624,8 @@ ussd_http(struct ussd *u, const char *session_id, const char *service_code, cons
 	if (g != NULL && strcmp(g->msisdn, msisdn) != 0)
 		return 400; /* another phone on the same session id */
 	if (g == NULL)
-		g = dlg_new(u, HTTP_LINK, session_id, msisdn, service_code ? service_code : "", true);
+		g = dlg_new(u, HTTP_LINK, session_id, msisdn, service_code ? service_code : "",
+		            true);
 	struct step *s = step_new(STEP_HTTP, text);
 	s->done = done;
 	s->done_arg = arg;

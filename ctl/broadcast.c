@@ -29,18 +29,17 @@
 static void
 bc_usage(void)
 {
-	fprintf(stderr,
-	        "usage: skillctl broadcast create --name N --text-vi T [--text-en T]\n"
-	        "                 [--province C] [--district C] [--commune C]\n"
-	        "                 [--missing-skills payment,safety] [--language vi|en]\n"
-	        "                 [--covered yes|no] [--registered-since DATE]\n"
-	        "                 --start TIME [--end TIME] [--rate N] [--dry-run]\n"
-	        "       skillctl broadcast create --json FILE [--dry-run]\n"
-	        "       skillctl broadcast list [--all]\n"
-	        "       skillctl broadcast show ID [--json]\n"
-	        "       skillctl broadcast cancel ID\n"
-	        "TIME is ISO 8601, e.g. 2026-10-01T08:00 (campaign time zone) or "
-	        "2026-10-01T08:00:00+07:00.\n");
+	fprintf(stderr, "usage: skillctl broadcast create --name N --text-vi T [--text-en T]\n"
+	                "                 [--province C] [--district C] [--commune C]\n"
+	                "                 [--missing-skills payment,safety] [--language vi|en]\n"
+	                "                 [--covered yes|no] [--registered-since DATE]\n"
+	                "                 --start TIME [--end TIME] [--rate N] [--dry-run]\n"
+	                "       skillctl broadcast create --json FILE [--dry-run]\n"
+	                "       skillctl broadcast list [--all]\n"
+	                "       skillctl broadcast show ID [--json]\n"
+	                "       skillctl broadcast cancel ID\n"
+	                "TIME is ISO 8601, e.g. 2026-10-01T08:00 (campaign time zone) or "
+	                "2026-10-01T08:00:00+07:00.\n");
 }
 
 /* Runs sql; on error prints only the primary message (the database's own
@@ -106,10 +105,11 @@ bc_create(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL, *vi = NULL, *en = NULL, *start = NULL, *end = NULL, *rate = NULL;
 	const char *jsonf = NULL;
-	const char *seg_keys[] = {"--province", "--district", "--commune", "--missing-skills",
-	                          "--language", "--covered", "--registered-since"};
-	const char *seg_json[] = {"province", "district", "commune", "missing_skills",
-	                          "language", "covered", "registered_since"};
+	const char *seg_keys[] = {"--province",        "--district", "--commune",
+	                          "--missing-skills",  "--language", "--covered",
+	                          "--registered-since"};
+	const char *seg_json[] = {"province", "district", "commune",         "missing_skills",
+	                          "language", "covered",  "registered_since"};
 	const char *seg_val[7] = {0};
 	bool dry = false;
 
@@ -151,7 +151,9 @@ bc_create(struct ctl *c, int argc, char **argv)
 	json_t *body;
 	if (jsonf != NULL) {
 		if (name || vi || en || start || end || rate) {
-			fprintf(stderr, "skillctl broadcast: --json cannot be combined with other options\n");
+			fprintf(
+			    stderr,
+			    "skillctl broadcast: --json cannot be combined with other options\n");
 			return 2;
 		}
 		body = bc_read_json(jsonf);
@@ -159,8 +161,9 @@ bc_create(struct ctl *c, int argc, char **argv)
 			return 1;
 	} else {
 		if (name == NULL || (vi == NULL && en == NULL) || start == NULL) {
-			fprintf(stderr, "skillctl broadcast: --name, --text-vi (or --text-en) and --start "
-			                "are required\n");
+			fprintf(stderr,
+			        "skillctl broadcast: --name, --text-vi (or --text-en) and --start "
+			        "are required\n");
 			bc_usage();
 			return 2;
 		}
@@ -183,8 +186,10 @@ bc_create(struct ctl *c, int argc, char **argv)
 		if (rate) {
 			long long r = bc_id(rate);
 			if (r < 0) {
-				fprintf(stderr, "skillctl broadcast: --rate must be a positive whole number "
-				                "(messages per second)\n");
+				fprintf(
+				    stderr,
+				    "skillctl broadcast: --rate must be a positive whole number "
+				    "(messages per second)\n");
 				json_decref(body);
 				return 2;
 			}
@@ -214,14 +219,16 @@ bc_create(struct ctl *c, int argc, char **argv)
 		    c,
 		    "SELECT x.id, sg_segment_count(x.segment), "
 		    "to_char(x.start_at AT TIME ZONE cs.timezone, 'YYYY-MM-DD HH24:MI:SS'), "
-		    "coalesce(to_char(x.end_at AT TIME ZONE cs.timezone, 'YYYY-MM-DD HH24:MI:SS'), ''), "
+		    "coalesce(to_char(x.end_at AT TIME ZONE cs.timezone, 'YYYY-MM-DD HH24:MI:SS'), "
+		    "''), "
 		    "cs.timezone, coalesce(x.rate::text, 'link rate') "
 		    "FROM broadcasts x, campaign_settings cs WHERE x.id = $1::bigint",
 		    1, idp);
 		PQclear(r);
 		r = d;
 		if (r != NULL && PQntuples(r) != 1) {
-			fprintf(stderr, "skillctl broadcast: the new broadcast cannot be read back\n");
+			fprintf(stderr,
+			        "skillctl broadcast: the new broadcast cannot be read back\n");
 			PQclear(r);
 			r = NULL;
 		}
@@ -254,23 +261,26 @@ static int
 bc_list(struct ctl *c, int argc, char **argv)
 {
 	bool all = argc > 2 && strcmp(argv[2], "--all") == 0;
-	PGresult *r = bc_exec(
-	    c,
-	    "SELECT n.id, n.state, to_char(n.start_at AT TIME ZONE cs.timezone, 'YYYY-MM-DD HH24:MI'), "
-	    "n.targeted, n.queued, n.submitted, n.delivered, n.failed, n.cancelled, n.name "
-	    "FROM broadcasts b CROSS JOIN LATERAL sg_broadcast_counts(b.id) n, campaign_settings cs "
-	    "WHERE $1::boolean OR b.state NOT IN ('done', 'cancelled') OR b.created_at > now() - interval '7 days' "
-	    "ORDER BY b.id DESC LIMIT 200",
-	    1, (const char *const[]){all ? "true" : "false"});
+	PGresult *r =
+	    bc_exec(c,
+	            "SELECT n.id, n.state, to_char(n.start_at AT TIME ZONE cs.timezone, "
+	            "'YYYY-MM-DD HH24:MI'), "
+	            "n.targeted, n.queued, n.submitted, n.delivered, n.failed, n.cancelled, n.name "
+	            "FROM broadcasts b CROSS JOIN LATERAL sg_broadcast_counts(b.id) n, "
+	            "campaign_settings cs "
+	            "WHERE $1::boolean OR b.state NOT IN ('done', 'cancelled') OR b.created_at > "
+	            "now() - interval '7 days' "
+	            "ORDER BY b.id DESC LIMIT 200",
+	            1, (const char *const[]){all ? "true" : "false"});
 	if (r == NULL)
 		return 1;
 	printf("%6s  %-10s %-16s %8s %8s %9s %9s %7s %9s  %s\n", "id", "state", "start", "targeted",
 	       "queued", "submitted", "delivered", "failed", "cancelled", "name");
 	for (int i = 0; i < PQntuples(r); i++)
 		printf("%6s  %-10s %-16s %8s %8s %9s %9s %7s %9s  %s\n", PQgetvalue(r, i, 0),
-		       PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
-		       PQgetvalue(r, i, 5), PQgetvalue(r, i, 6), PQgetvalue(r, i, 7), PQgetvalue(r, i, 8),
-		       PQgetvalue(r, i, 9));
+		       PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+		       PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
+		       PQgetvalue(r, i, 7), PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
 	PQclear(r);
 	return 0;
 }
@@ -292,12 +302,14 @@ bc_show(struct ctl *c, int argc, char **argv)
 	    "'targeted', n.targeted, 'queued', n.queued, 'submitted', n.submitted, "
 	    "'delivered', n.delivered, 'failed', n.failed, 'cancelled', n.cancelled, "
 	    "'skipped', n.skipped)::text, "
-	    "n.name, n.state, to_char(n.start_at AT TIME ZONE cs.timezone, 'YYYY-MM-DD HH24:MI:SS'), "
+	    "n.name, n.state, to_char(n.start_at AT TIME ZONE cs.timezone, 'YYYY-MM-DD "
+	    "HH24:MI:SS'), "
 	    "coalesce(to_char(n.end_at AT TIME ZONE cs.timezone, 'YYYY-MM-DD HH24:MI:SS'), '-'), "
 	    "coalesce(n.rate::text, 'link rate'), b.segment::text, b.text_vi, b.text_en, "
 	    "n.targeted, n.queued, n.submitted, n.delivered, n.failed, n.cancelled, n.skipped, "
 	    "cs.timezone "
-	    "FROM sg_broadcast_counts($1::bigint) n JOIN broadcasts b ON b.id = n.id, campaign_settings cs",
+	    "FROM sg_broadcast_counts($1::bigint) n JOIN broadcasts b ON b.id = n.id, "
+	    "campaign_settings cs",
 	    1, p);
 	if (r == NULL)
 		return 1;
@@ -314,10 +326,11 @@ bc_show(struct ctl *c, int argc, char **argv)
 		       "  targeted   %s\n  queued     %s\n  submitted  %s\n  delivered  %s\n"
 		       "  failed     %s\n  cancelled  %s\n  skipped    %s\n",
 		       argv[2], PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3),
-		       PQgetvalue(r, 0, 16), PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5), PQgetvalue(r, 0, 6),
-		       PQgetvalue(r, 0, 7), PQgetvalue(r, 0, 8), PQgetvalue(r, 0, 9), PQgetvalue(r, 0, 10),
-		       PQgetvalue(r, 0, 11), PQgetvalue(r, 0, 12), PQgetvalue(r, 0, 13),
-		       PQgetvalue(r, 0, 14), PQgetvalue(r, 0, 15));
+		       PQgetvalue(r, 0, 16), PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5),
+		       PQgetvalue(r, 0, 6), PQgetvalue(r, 0, 7), PQgetvalue(r, 0, 8),
+		       PQgetvalue(r, 0, 9), PQgetvalue(r, 0, 10), PQgetvalue(r, 0, 11),
+		       PQgetvalue(r, 0, 12), PQgetvalue(r, 0, 13), PQgetvalue(r, 0, 14),
+		       PQgetvalue(r, 0, 15));
 	}
 	PQclear(r);
 	return 0;
@@ -331,7 +344,8 @@ bc_cancel(struct ctl *c, int argc, char **argv)
 		return 2;
 	}
 	const char *p[] = {argv[2]};
-	PGresult *r = bc_exec(c, "SELECT previous, cancelled FROM sg_broadcast_cancel($1::bigint)", 1, p);
+	PGresult *r =
+	    bc_exec(c, "SELECT previous, cancelled FROM sg_broadcast_cancel($1::bigint)", 1, p);
 	if (r == NULL)
 		return 1;
 	int rc = 0;

@@ -89,8 +89,8 @@ apply_one(struct ctl *c, const char *name)
 	free(sql);
 	const char *params[] = {name};
 	if (ok) {
-		PGresult *r = PQexecParams(db, "INSERT INTO schema_version (name) VALUES ($1)", 1, NULL,
-		                           params, NULL, NULL, 0);
+		PGresult *r = PQexecParams(db, "INSERT INTO schema_version (name) VALUES ($1)", 1,
+		                           NULL, params, NULL, NULL, 0);
 		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 		PQclear(r);
 	}
@@ -110,7 +110,8 @@ ctl_migrate(struct ctl *c, int argc, char **argv)
 	char **names;
 	int n = list_migrations(c->sql_dir, &names);
 	if (n < 0) {
-		fprintf(stderr, "skillctl: cannot read migrations in %s (use -s DIR)\n", c->sql_dir);
+		fprintf(stderr, "skillctl: cannot read migrations in %s (use -s DIR)\n",
+		        c->sql_dir);
 		return 1;
 	}
 	if (!simple(db, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")") ||
@@ -120,8 +121,8 @@ ctl_migrate(struct ctl *c, int argc, char **argv)
 	int applied = 0, rc = 0;
 	for (int i = 0; i < n && rc == 0; i++) {
 		const char *params[] = {names[i]};
-		PGresult *r = PQexecParams(db, "SELECT 1 FROM schema_version WHERE name = $1", 1, NULL,
-		                           params, NULL, NULL, 0);
+		PGresult *r = PQexecParams(db, "SELECT 1 FROM schema_version WHERE name = $1", 1,
+		                           NULL, params, NULL, NULL, 0);
 		bool done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
 		PQclear(r);
 		if (!done) {

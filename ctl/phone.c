@@ -26,7 +26,7 @@ struct phone {
 	int port;
 	char msisdn[32];
 	char to[24];
-	long next;        /* last MT sequence seen */
+	long next;         /* last MT sequence seen */
 	long ussd_session; /* 0 = none */
 };
 
@@ -151,7 +151,8 @@ ctl_phone(struct ctl *c, int argc, char **argv)
 		if (strcmp(argv[i], "--sim") == 0 && i + 1 < argc) {
 			char *colon = strrchr(argv[++i], ':');
 			if (colon) {
-				snprintf(ph.host, sizeof ph.host, "%.*s", (int)(colon - argv[i]), argv[i]);
+				snprintf(ph.host, sizeof ph.host, "%.*s", (int)(colon - argv[i]),
+				         argv[i]);
 				ph.port = atoi(colon + 1);
 			}
 		} else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) {
@@ -161,7 +162,8 @@ ctl_phone(struct ctl *c, int argc, char **argv)
 		}
 	}
 	if (number == NULL || msisdn_normalise(number, ph.msisdn, sizeof ph.msisdn) != 0) {
-		fprintf(stderr, "usage: skillctl phone MSISDN [--sim HOST:PORT] [--to SHORTCODE]\n");
+		fprintf(stderr,
+		        "usage: skillctl phone MSISDN [--sim HOST:PORT] [--to SHORTCODE]\n");
 		return 2;
 	}
 	printf("Phone %s. Type an SMS to %s (try HOC, QUIZ, HELP, KQ), dial *8079# for USSD, "

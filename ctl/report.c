@@ -61,7 +61,8 @@ print_table(PGresult *res, FILE *out)
 			int n = 0;
 			for (const char *s = v; *s; s++)
 				n += ((unsigned char)*s & 0xc0) != 0x80;
-			bool num = PQftype(res, f) == 20 || PQftype(res, f) == 1700; /* int8, numeric */
+			bool num =
+			    PQftype(res, f) == 20 || PQftype(res, f) == 1700; /* int8, numeric */
 			if (num)
 				fprintf(out, "%s%*s%s", f ? "  " : "", w[f] - n, "", v);
 			else
@@ -111,16 +112,17 @@ int
 ctl_report(struct ctl *c, int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "coverage") != 0) {
-		fprintf(stderr, "usage: skillctl report coverage [--level province|district|commune] "
-		                "[--parent CODE] [--format table|csv|json]\n");
+		fprintf(stderr,
+		        "usage: skillctl report coverage [--level province|district|commune] "
+		        "[--parent CODE] [--format table|csv|json]\n");
 		return 2;
 	}
 	const char *level = "province", *parent = NULL, *format = "table";
 	static const struct option opts[] = {
-		{"level", required_argument, NULL, 'l'},
-		{"parent", required_argument, NULL, 'p'},
-		{"format", required_argument, NULL, 'f'},
-		{NULL, 0, NULL, 0},
+	    {"level", required_argument, NULL, 'l'},
+	    {"parent", required_argument, NULL, 'p'},
+	    {"format", required_argument, NULL, 'f'},
+	    {NULL, 0, NULL, 0},
 	};
 	optind = 2;
 	int ch;
@@ -205,7 +207,8 @@ int
 ctl_import_households(struct ctl *c, int argc, char **argv)
 {
 	if (argc != 2) {
-		fprintf(stderr, "usage: skillctl import-households FILE.csv   (- for standard input)\n");
+		fprintf(stderr,
+		        "usage: skillctl import-households FILE.csv   (- for standard input)\n");
 		return 2;
 	}
 	FILE *f = strcmp(argv[1], "-") == 0 ? stdin : fopen(argv[1], "rb");
@@ -240,21 +243,23 @@ ctl_import_households(struct ctl *c, int argc, char **argv)
 			strbuf_pgarr_end(&x.a[i]);
 			params[i] = x.a[i].s;
 		}
-		PGresult *res = ctl_exec(c,
-		                         "SELECT imported, households, phones, array_length(err_lines, 1),"
-		                         " e.line, e.err"
-		                         " FROM sg_households_import($1::int[], $2::text[], $3::text[],"
-		                         "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) r"
-		                         " LEFT JOIN LATERAL unnest(r.err_lines, r.err_texts) AS e(line, err)"
-		                         " ON true ORDER BY e.line",
-		                         8, params);
+		PGresult *res =
+		    ctl_exec(c,
+		             "SELECT imported, households, phones, array_length(err_lines, 1),"
+		             " e.line, e.err"
+		             " FROM sg_households_import($1::int[], $2::text[], $3::text[],"
+		             "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) r"
+		             " LEFT JOIN LATERAL unnest(r.err_lines, r.err_texts) AS e(line, err)"
+		             " ON true ORDER BY e.line",
+		             8, params);
 		if (res == NULL) {
 			rc = 1;
 			goto done;
 		}
 		for (int t = 0; t < PQntuples(res); t++) {
 			if (!PQgetisnull(res, t, 4)) {
-				fprintf(stderr, "line %s: %s\n", PQgetvalue(res, t, 4), PQgetvalue(res, t, 5));
+				fprintf(stderr, "line %s: %s\n", PQgetvalue(res, t, 4),
+				        PQgetvalue(res, t, 5));
 				dberr++;
 			}
 		}
@@ -265,8 +270,8 @@ ctl_import_households(struct ctl *c, int argc, char **argv)
 		}
 		PQclear(res);
 	}
-	printf("imported %d rows: %d households, %d phones; %d rows rejected\n", imported, households,
-	       phones, x.nerr + dberr);
+	printf("imported %d rows: %d households, %d phones; %d rows rejected\n", imported,
+	       households, phones, x.nerr + dberr);
 	rc = x.nerr + dberr > 0 ? 1 : 0;
 done:
 	hhcsv_free(p);
@@ -291,19 +296,20 @@ ctl_subscriber(struct ctl *c, int argc, char **argv)
 		return 2;
 	}
 	const char *p[1] = {norm};
-	PGresult *res = ctl_exec(c,
-	                         "SELECT s.msisdn, s.language, s.opted_out, coalesce(h.code, ''),"
-	                         " coalesce(h.commune_code, ''), coalesce(s.joined_via, ''),"
-	                         " s.registered_at::text,"
-	                         " (SELECT string_agg(format('  %-16s %-3s self=%s quiz=%s', k.code,"
-	                         "    CASE WHEN coalesce(p.proficient, false) THEN 'yes' ELSE 'no' END,"
-	                         "    coalesce(p.self_level::text, '-'), coalesce(p.best_quiz::text, '-')),"
-	                         "    E'\\n' ORDER BY k.position)"
-	                         "  FROM skills k LEFT JOIN proficiency p ON p.skill = k.code"
-	                         "   AND p.msisdn = s.msisdn)"
-	                         " FROM subscribers s LEFT JOIN households h ON h.id = s.household_id"
-	                         " WHERE s.msisdn = $1",
-	                         1, p);
+	PGresult *res =
+	    ctl_exec(c,
+	             "SELECT s.msisdn, s.language, s.opted_out, coalesce(h.code, ''),"
+	             " coalesce(h.commune_code, ''), coalesce(s.joined_via, ''),"
+	             " s.registered_at::text,"
+	             " (SELECT string_agg(format('  %-16s %-3s self=%s quiz=%s', k.code,"
+	             "    CASE WHEN coalesce(p.proficient, false) THEN 'yes' ELSE 'no' END,"
+	             "    coalesce(p.self_level::text, '-'), coalesce(p.best_quiz::text, '-')),"
+	             "    E'\\n' ORDER BY k.position)"
+	             "  FROM skills k LEFT JOIN proficiency p ON p.skill = k.code"
+	             "   AND p.msisdn = s.msisdn)"
+	             " FROM subscribers s LEFT JOIN households h ON h.id = s.household_id"
+	             " WHERE s.msisdn = $1",
+	             1, p);
 	if (res == NULL)
 		return 1;
 	if (PQntuples(res) == 0) {
@@ -340,9 +346,9 @@ token_create(struct ctl *c, int argc, char **argv)
 {
 	const char *role = NULL, *name = NULL;
 	static const struct option opts[] = {
-		{"role", required_argument, NULL, 'r'},
-		{"name", required_argument, NULL, 'n'},
-		{NULL, 0, NULL, 0},
+	    {"role", required_argument, NULL, 'r'},
+	    {"name", required_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0},
 	};
 	optind = 2;
 	int ch;
@@ -355,11 +361,13 @@ token_create(struct ctl *c, int argc, char **argv)
 			return 2;
 	}
 	if (role == NULL || name == NULL || *name == '\0') {
-		fprintf(stderr, "usage: skillctl token create --role admin|staff|partner|viewer --name NAME\n");
+		fprintf(
+		    stderr,
+		    "usage: skillctl token create --role admin|staff|partner|viewer --name NAME\n");
 		return 2;
 	}
-	if (strcmp(role, "admin") != 0 && strcmp(role, "staff") != 0 && strcmp(role, "partner") != 0 &&
-	    strcmp(role, "viewer") != 0) {
+	if (strcmp(role, "admin") != 0 && strcmp(role, "staff") != 0 &&
+	    strcmp(role, "partner") != 0 && strcmp(role, "viewer") != 0) {
 		fprintf(stderr, "skillctl: --role must be admin, staff, partner or viewer\n");
 		return 2;
 	}
@@ -382,10 +390,11 @@ token_create(struct ctl *c, int argc, char **argv)
 	char hex[2 + 64 + 1];
 	sha256_hex_bytea(b64, (size_t)n, hex);
 	const char *p[3] = {name, role, hex};
-	PGresult *res = ctl_exec(c,
-	                         "INSERT INTO api_tokens (name, role, hash) VALUES ($1, $2, $3::bytea)"
-	                         " RETURNING id",
-	                         3, p);
+	PGresult *res =
+	    ctl_exec(c,
+	             "INSERT INTO api_tokens (name, role, hash) VALUES ($1, $2, $3::bytea)"
+	             " RETURNING id",
+	             3, p);
 	OPENSSL_cleanse(raw, sizeof raw);
 	if (res == NULL)
 		return 1;
@@ -403,11 +412,12 @@ ctl_token(struct ctl *c, int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "create") == 0)
 		return token_create(c, argc, argv);
 	if (argc == 2 && strcmp(argv[1], "list") == 0) {
-		PGresult *res = ctl_exec(c,
-		                         "SELECT id, name, role, date_trunc('second', created_at)::text AS created,"
-		                         " coalesce(date_trunc('second', revoked_at)::text, '') AS revoked"
-		                         " FROM api_tokens ORDER BY id",
-		                         0, NULL);
+		PGresult *res = ctl_exec(
+		    c,
+		    "SELECT id, name, role, date_trunc('second', created_at)::text AS created,"
+		    " coalesce(date_trunc('second', revoked_at)::text, '') AS revoked"
+		    " FROM api_tokens ORDER BY id",
+		    0, NULL);
 		if (res == NULL)
 			return 1;
 		print_table(res, stdout);
@@ -422,10 +432,11 @@ ctl_token(struct ctl *c, int argc, char **argv)
 			fprintf(stderr, "skillctl: token id must be a number\n");
 			return 2;
 		}
-		PGresult *res = ctl_exec(c,
-		                         "UPDATE api_tokens SET revoked_at = now()"
-		                         " WHERE id = $1::bigint AND revoked_at IS NULL RETURNING name",
-		                         1, p);
+		PGresult *res =
+		    ctl_exec(c,
+		             "UPDATE api_tokens SET revoked_at = now()"
+		             " WHERE id = $1::bigint AND revoked_at IS NULL RETURNING name",
+		             1, p);
 		if (res == NULL)
 			return 1;
 		int rc = 0;
@@ -438,7 +449,8 @@ ctl_token(struct ctl *c, int argc, char **argv)
 		PQclear(res);
 		return rc;
 	}
-	fprintf(stderr, "usage: skillctl token create --role ROLE --name NAME | list | revoke ID\n");
+	fprintf(stderr,
+	        "usage: skillctl token create --role ROLE --name NAME | list | revoke ID\n");
 	return 2;
 }
 
@@ -501,8 +513,8 @@ http_get(const char *base, const char *path, struct strbuf *body)
 		}
 	}
 	char req[512];
-	int rn = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n",
-	                  path, h);
+	int rn = snprintf(req, sizeof req,
+	                  "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path, h);
 	int ok = tls ? SSL_write(ssl, req, rn) == rn : write(fd, req, (size_t)rn) == rn;
 	struct strbuf all;
 	strbuf_init(&all);
@@ -543,7 +555,8 @@ ctl_status(struct ctl *c, int argc, char **argv)
 	}
 	json_t *j = body.s ? json_loads(body.s, 0, NULL) : NULL;
 	if (j == NULL) {
-		fprintf(stderr, "skillctl: unexpected answer from %s/healthz (HTTP %d)\n", base, st);
+		fprintf(stderr, "skillctl: unexpected answer from %s/healthz (HTTP %d)\n", base,
+		        st);
 		strbuf_free(&body);
 		return 1;
 	}

@@ -51,7 +51,8 @@ ctl_db(struct ctl *c)
 		ci = c->cfg->db_conninfo;
 	c->db = PQconnectdb(ci);
 	if (PQstatus(c->db) != CONNECTION_OK) {
-		fprintf(stderr, "skillctl: cannot connect to the database: %s", PQerrorMessage(c->db));
+		fprintf(stderr, "skillctl: cannot connect to the database: %s",
+		        PQerrorMessage(c->db));
 		exit(1);
 	}
 	PQclear(PQexec(c->db, "SET client_min_messages = warning"));

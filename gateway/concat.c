@@ -51,9 +51,9 @@ struct concat_msg {
 	char to[MSG_ADDR_MAX];
 	uint16_t ref;
 	uint8_t total;
-	int have;                /* distinct parts arrived */
-	int64_t first;           /* arrival of the first part */
-	uint64_t serial;         /* insertion order, for eviction ties */
+	int have;                       /* distinct parts arrived */
+	int64_t first;                  /* arrival of the first part */
+	uint64_t serial;                /* insertion order, for eviction ties */
 	struct concat_slot_part *parts; /* [total], index seq - 1 */
 	struct msg_ack *acks;
 	int n_acks, cap_acks;
@@ -157,8 +157,7 @@ add_ack(struct concat_msg *m, const struct msg_ack *a)
  * Parts are borrowed by the callback only for its duration.
  */
 static void
-deliver(struct concat_msg *m, bool partial, enum dc0_meaning dc0, concat_done_cb done,
-        void *arg)
+deliver(struct concat_msg *m, bool partial, enum dc0_meaning dc0, concat_done_cb done, void *arg)
 {
 	struct msg_mo mo;
 	size_t total_len = 0, pos = 0, outcap;
@@ -229,8 +228,8 @@ store_part(struct concat_msg *m, const struct concat_part *p)
 	struct concat_slot_part *sp = &m->parts[p->seq - 1];
 
 	if (add_ack(m, &p->ack) != 0)
-		log_warn("concat", "link %s ref %u: too many copies of parts, ack dropped",
-		         m->link, m->ref);
+		log_warn("concat", "link %s ref %u: too many copies of parts, ack dropped", m->link,
+		         m->ref);
 	if (sp->have)
 		return 0; /* duplicate */
 	if (p->len > 0) {
@@ -355,8 +354,7 @@ concat_add(struct concat *c, const struct concat_part *p, enum dc0_meaning dc0, 
  * least timeout seconds before now.
  */
 void
-concat_expire(struct concat *c, int64_t now, enum dc0_meaning dc0, concat_done_cb done,
-              void *arg)
+concat_expire(struct concat *c, int64_t now, enum dc0_meaning dc0, concat_done_cb done, void *arg)
 {
 	int i;
 

@@ -32,18 +32,18 @@ static const struct {
 	const char *name; /* including the colon */
 	enum dlr_key key;
 } dlr_keys[] = {
-	{"id:", K_ID},
-	{"sub:", K_SUB},
-	{"dlvrd:", K_DLVRD},
-	{"submit date:", K_SUBMIT},
-	{"submit_date:", K_SUBMIT},
-	{"submitdate:", K_SUBMIT},
-	{"done date:", K_DONE},
-	{"done_date:", K_DONE},
-	{"donedate:", K_DONE},
-	{"stat:", K_STAT},
-	{"err:", K_ERR},
-	{"text:", K_TEXT},
+    {"id:", K_ID},
+    {"sub:", K_SUB},
+    {"dlvrd:", K_DLVRD},
+    {"submit date:", K_SUBMIT},
+    {"submit_date:", K_SUBMIT},
+    {"submitdate:", K_SUBMIT},
+    {"done date:", K_DONE},
+    {"done_date:", K_DONE},
+    {"donedate:", K_DONE},
+    {"stat:", K_STAT},
+    {"err:", K_ERR},
+    {"text:", K_TEXT},
 };
 
 static bool
@@ -117,7 +117,7 @@ parse_err(const char *s, size_t n)
 		if (!isxdigit((unsigned char)s[i]))
 			return -1;
 		d = isdigit((unsigned char)s[i]) ? s[i] - '0'
-		                                  : (tolower((unsigned char)s[i]) - 'a' + 10);
+		                                 : (tolower((unsigned char)s[i]) - 'a' + 10);
 		v = v * 16 + d;
 	}
 	return n ? (int)v : -1;
@@ -240,23 +240,15 @@ static const struct {
 	const char *word;
 	enum msg_dlr_state state;
 } dlr_words[] = {
-	{"DELIVRD", MSG_DLR_DELIVERED},
-	{"DELIVERED", MSG_DLR_DELIVERED},
-	{"EXPIRED", MSG_DLR_EXPIRED},
-	{"DELETED", MSG_DLR_DELETED},
-	{"UNDELIV", MSG_DLR_UNDELIVERABLE},
-	{"UNDELIVERABLE", MSG_DLR_UNDELIVERABLE},
-	{"FAILED", MSG_DLR_UNDELIVERABLE},
-	{"ACCEPTD", MSG_DLR_ACCEPTED},
-	{"ACCEPTED", MSG_DLR_ACCEPTED},
-	{"UNKNOWN", MSG_DLR_UNKNOWN},
-	{"REJECTD", MSG_DLR_REJECTED},
-	{"REJECTED", MSG_DLR_REJECTED},
-	{"ENROUTE", MSG_DLR_ENROUTE},
-	{"ACKED", MSG_DLR_ENROUTE},
-	{"BUFFRED", MSG_DLR_ENROUTE},
-	{"BUFFERD", MSG_DLR_ENROUTE},
-	{"BUFFERED", MSG_DLR_ENROUTE},
+    {"DELIVRD", MSG_DLR_DELIVERED},     {"DELIVERED", MSG_DLR_DELIVERED},
+    {"EXPIRED", MSG_DLR_EXPIRED},       {"DELETED", MSG_DLR_DELETED},
+    {"UNDELIV", MSG_DLR_UNDELIVERABLE}, {"UNDELIVERABLE", MSG_DLR_UNDELIVERABLE},
+    {"FAILED", MSG_DLR_UNDELIVERABLE},  {"ACCEPTD", MSG_DLR_ACCEPTED},
+    {"ACCEPTED", MSG_DLR_ACCEPTED},     {"UNKNOWN", MSG_DLR_UNKNOWN},
+    {"REJECTD", MSG_DLR_REJECTED},      {"REJECTED", MSG_DLR_REJECTED},
+    {"ENROUTE", MSG_DLR_ENROUTE},       {"ACKED", MSG_DLR_ENROUTE},
+    {"BUFFRED", MSG_DLR_ENROUTE},       {"BUFFERD", MSG_DLR_ENROUTE},
+    {"BUFFERED", MSG_DLR_ENROUTE},
 };
 
 /*
@@ -348,8 +340,7 @@ dlr_normalise_id(const char *in, enum id_base base, char *out, size_t cap)
 		n--;
 	if (n == 0)
 		return -1;
-	if (base != ID_BASE_STRING &&
-	    parse_u64(in, n, base == ID_BASE_HEX ? 16 : 10, &v)) {
+	if (base != ID_BASE_STRING && parse_u64(in, n, base == ID_BASE_HEX ? 16 : 10, &v)) {
 		int w = snprintf(out, cap, "%" PRIu64, v);
 
 		if (w < 0 || (size_t)w >= cap) {

@@ -45,7 +45,7 @@
 struct link;
 
 struct mt_item {
-	struct mt_item *next_live;  /* link->live list */
+	struct mt_item *next_live; /* link->live list */
 	struct link *link;
 	uint64_t serial;
 	int64_t id;
@@ -53,15 +53,15 @@ struct mt_item {
 	char to[MSG_MSISDN_MAX], from[MSG_ADDR_MAX];
 	bool ussd, ussd_end;
 	char key[40];
-	int nparts;                 /* submit_sm to send */
-	int next;                   /* next part to take from the lane */
-	int unresolved;             /* parts without a final outcome */
+	int nparts;     /* submit_sm to send */
+	int next;       /* next part to take from the lane */
+	int unresolved; /* parts without a final outcome */
 	bool in_lane;
-	bool busy;                  /* a part is in flight or waiting for its retry */
+	bool busy; /* a part is in flight or waiting for its retry */
 	uint8_t tries[MAX_SEG];
-	uint64_t order[MAX_SEG];    /* dispatch order, for retries */
+	uint64_t order[MAX_SEG]; /* dispatch order, for retries */
 	struct text_out out;
-	bool use_payload;           /* one submit_sm with message_payload */
+	bool use_payload; /* one submit_sm with message_payload */
 	uint16_t payload_len;
 	uint8_t payload[TEXT_PAYLOAD_MAX];
 };
@@ -93,7 +93,7 @@ struct link {
 	struct timespec refill_at;
 	struct event *pump_timer, *pause_timer;
 	bool paused, in_pump, pump_again, tx_up;
-	bool enabled;                 /* may bind (its lock is held, see linklock.h) */
+	bool enabled; /* may bind (its lock is held, see linklock.h) */
 	int throttle_n;
 	struct concat *concat;
 	uint64_t submitted, submit_failed, received, dlrs;
@@ -757,8 +757,8 @@ on_ussd(struct link *l, struct smpp_session *s, const struct smpp_inbound *in, c
 	snprintf(u.session_key, sizeof u.session_key, "%s/%u", u.from, key);
 	if (in->ussd_op == c->ussd_op_begin)
 		u.op = MSG_USSD_BEGIN;
-	else if (in_abort_list(c, in->ussd_op) ||
-	         (in->has_its_session && (in->its_session & 1) && in->ussd_op != c->ussd_op_continue))
+	else if (in_abort_list(c, in->ussd_op) || (in->has_its_session && (in->its_session & 1) &&
+	                                           in->ussd_op != c->ussd_op_continue))
 		u.op = MSG_USSD_ABORT;
 	else
 		u.op = MSG_USSD_CONTINUE;
@@ -777,9 +777,8 @@ concat_done(void *arg, const struct msg_mo *mo)
 
 /* A part of a concatenated MO: 1 when taken by concat, 0 when not a part. */
 static int
-try_concat(struct link *l, struct smpp_session *s, const struct smpp_inbound *in,
-           const char *from, const uint8_t *ud, size_t udlen, uint16_t ref, uint8_t total,
-           uint8_t seq)
+try_concat(struct link *l, struct smpp_session *s, const struct smpp_inbound *in, const char *from,
+           const uint8_t *ud, size_t udlen, uint16_t ref, uint8_t total, uint8_t seq)
 {
 	struct concat_part p;
 
@@ -957,8 +956,8 @@ reroute_queued(struct link *l)
 		}
 		ln->n = kept;
 		if (moved > 0) {
-			log_info(MOD, "link %s down: %d queued MT moved to %s", l->conf->name, moved,
-			         to->conf->name);
+			log_info(MOD, "link %s down: %d queued MT moved to %s", l->conf->name,
+			         moved, to->conf->name);
 			pump(to);
 		}
 		if (moved > 0 && ln->want_ready) {
@@ -1016,7 +1015,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		concat_expire(l->concat, (int64_t)time(NULL), l->conf->dc0, concat_done, l);
 		if (!l->tx_up && (l->lane[0].n > 0 || l->lane[1].n > 0))
 			reroute_queued(l); /* room may have appeared elsewhere */
-		if (l->enabled) /* enabled again while it was unbinding */
+		if (l->enabled)            /* enabled again while it was unbinding */
 			for (int j = 0; j < l->nsess; j++)
 				if (smpp_session_state(l->sess[j]) == SMPP_ST_CLOSED)
 					smpp_session_start(l->sess[j]);
@@ -1048,9 +1047,8 @@ link_init(struct gateway *gw, struct link *l, const struct smsc_conf *c)
 	l->concat = concat_new(c->reassembly_timeout, 256);
 	if (l->pump_timer == NULL || l->pause_timer == NULL || l->concat == NULL)
 		return -1;
-	l->sess[0] = smpp_session_new(gw->base, c, c->bind == BIND_TX_RX ? SMPP_ROLE_TX
-	                                                                 : SMPP_ROLE_TRX,
-	                              &cbs, l);
+	l->sess[0] = smpp_session_new(
+	    gw->base, c, c->bind == BIND_TX_RX ? SMPP_ROLE_TX : SMPP_ROLE_TRX, &cbs, l);
 	l->nsess = l->sess[0] != NULL;
 	if (l->sess[0] == NULL)
 		return -1;

@@ -96,14 +96,14 @@ struct http_api {
 	char webroot[PATH_MAX]; /* realpath of the dashboard dir, "" if none */
 	struct hreq *active;    /* requests waiting for the database */
 	uint64_t next_seq;
-	struct ussd *ussd;      /* the USSD dialogs, for POST /ussd */
+	struct ussd *ussd; /* the USSD dialogs, for POST /ussd */
 	struct tok_entry toks[HTTP_TOKEN_CACHE];
 	struct fail_entry fails[HTTP_AUTH_SLOTS];
-	uint64_t replies[6];    /* by status class 1xx..5xx (index 1..5) */
+	uint64_t replies[6]; /* by status class 1xx..5xx (index 1..5) */
 	uint64_t auth_failures;
-	struct hconn *conns;    /* every open client connection (see hconn) */
-	uint64_t slow_closed;   /* connections cut by the header deadline */
-	uint64_t too_large;     /* requests refused 413 */
+	struct hconn *conns;  /* every open client connection (see hconn) */
+	uint64_t slow_closed; /* connections cut by the header deadline */
+	uint64_t too_large;   /* requests refused 413 */
 };
 
 /* One API request waiting for the database. */
@@ -112,24 +112,24 @@ struct hreq {
 	struct http_api *h;
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
-	struct hconn *conn;     /* its tracked connection, NULL if not found */
-	bool own_closecb;       /* not tracked: r is the evcon's close callback */
-	uint64_t qid;           /* query in flight, 0 if none */
-	uint64_t seq;           /* request id, for completions that may outlive it */
-	enum role need;         /* role the endpoint requires */
-	enum role role;         /* role of the token */
-	char who[64];           /* token name (never the token) */
-	char addr[64];          /* client address */
+	struct hconn *conn; /* its tracked connection, NULL if not found */
+	bool own_closecb;   /* not tracked: r is the evcon's close callback */
+	uint64_t qid;       /* query in flight, 0 if none */
+	uint64_t seq;       /* request id, for completions that may outlive it */
+	enum role need;     /* role the endpoint requires */
+	enum role role;     /* role of the token */
+	char who[64];       /* token name (never the token) */
+	char addr[64];      /* client address */
 	unsigned char hash[32];
-	hreq_fn handler;        /* runs once authenticated */
-	char arg[64];           /* path parameter */
-	char *body;             /* copied request body (NUL-terminated), or NULL */
+	hreq_fn handler; /* runs once authenticated */
+	char arg[64];    /* path parameter */
+	char *body;      /* copied request body (NUL-terminated), or NULL */
 	size_t body_len;
-	json_t *json;           /* parsed body, for handlers that keep it */
-	int imported_errs;      /* import: CSV errors kept in errs */
-	json_t *errs;           /* import: [{"line","error"}] from the parser */
+	json_t *json;      /* parsed body, for handlers that keep it */
+	int imported_errs; /* import: CSV errors kept in errs */
+	json_t *errs;      /* import: [{"line","error"}] from the parser */
 	int nerr_total;
-	struct strbuf a[8];     /* import: array literals of the valid rows */
+	struct strbuf a[8]; /* import: array literals of the valid rows */
 	int nrows;
 };
 
@@ -275,17 +275,17 @@ enum hconn_state { HCONN_HEAD, HCONN_BODY };
 struct hconn {
 	struct hconn *next, *prev;
 	struct http_api *h;
-	struct bufferevent *bev;          /* one reference held */
-	struct evhttp_connection *evcon;  /* NULL until attached */
-	struct event *timer;              /* attach, then the header deadline */
+	struct bufferevent *bev;         /* one reference held */
+	struct evhttp_connection *evcon; /* NULL until attached */
+	struct event *timer;             /* attach, then the header deadline */
 	struct evbuffer_cb_entry *in_cb, *out_cb;
-	struct hreq *req;                 /* API request waiting on it, or NULL */
+	struct hreq *req; /* API request waiting on it, or NULL */
 	enum hconn_state state;
-	bool reply_pending;               /* one of our replies is being written */
-	bool rewriting;                   /* re-entrancy guard of hconn_out_cb */
-	int line_len, nlines;             /* header scanner */
-	size_t head_bytes;                /* bytes of the current request head */
-	struct timeval since;             /* start of the current deadline */
+	bool reply_pending;   /* one of our replies is being written */
+	bool rewriting;       /* re-entrancy guard of hconn_out_cb */
+	int line_len, nlines; /* header scanner */
+	size_t head_bytes;    /* bytes of the current request head */
+	struct timeval since; /* start of the current deadline */
 	char addr[64];
 };
 
@@ -465,7 +465,8 @@ hconn_rewrite_page(struct hconn *c, struct evbuffer *out, char *b, size_t len)
 		snprintf(detail, sizeof detail, "the request headers are over the limit");
 		log_warn("http", "%s: request headers too large: refused (413)", c->addr);
 	} else if (code == 413) {
-		snprintf(detail, sizeof detail, "the request body is over [http] max_body (%d bytes)",
+		snprintf(detail, sizeof detail,
+		         "the request body is over [http] max_body (%d bytes)",
 		         h->cfg->http_max_body);
 		log_warn("http", "%s: request body over [http] max_body (%d bytes): refused (413)",
 		         c->addr, h->cfg->http_max_body);
@@ -507,7 +508,8 @@ hconn_expire(struct hconn *c)
 {
 	struct http_api *h = c->h;
 	h->slow_closed++;
-	log_warn("http", "%s: request headers not complete after %d s (%zu bytes): closing (slow client)",
+	log_warn("http",
+	         "%s: request headers not complete after %d s (%zu bytes): closing (slow client)",
 	         c->addr, h->cfg->http_timeout, c->head_bytes);
 	if (h->ssl == NULL) {
 		struct evbuffer *e = evbuffer_new();
@@ -904,10 +906,12 @@ auth_start(struct hreq *r)
 {
 	struct http_api *h = r->h;
 	if (auth_limited(h, r->addr)) {
-		hreq_error(r, 429, "too_many_requests", "too many failed authentications; wait a minute");
+		hreq_error(r, 429, "too_many_requests",
+		           "too many failed authentications; wait a minute");
 		return;
 	}
-	const char *hdr = evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
+	const char *hdr =
+	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
 	if (hdr == NULL) {
 		auth_failed(r, "missing Authorization: Bearer token");
 		return;
@@ -945,8 +949,9 @@ auth_start(struct hreq *r)
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 + 2 * i, 3, "%02x", r->hash[i]);
 	const char *p[1] = {hex};
-	hreq_query(r, "SELECT role, name FROM api_tokens WHERE hash = $1::bytea AND revoked_at IS NULL",
-	           1, p, auth_query_cb);
+	hreq_query(
+	    r, "SELECT role, name FROM api_tokens WHERE hash = $1::bytea AND revoked_at IS NULL", 1,
+	    p, auth_query_cb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -978,21 +983,22 @@ h_subscriber(struct hreq *r)
 	}
 	snprintf(r->arg, sizeof r->arg, "subscriber %s", norm);
 	const char *p[1] = {norm};
-	hreq_query(r,
-	           "SELECT json_build_object('msisdn', s.msisdn, 'language', s.language,"
-	           " 'opted_out', s.opted_out, 'household', h.code, 'commune', h.commune_code,"
-	           " 'village', h.village, 'joined_via', s.joined_via, 'registered_at', s.registered_at,"
-	           " 'last_mo_at', s.last_mo_at,"
-	           " 'proficient_skills', (SELECT count(*) FROM proficiency p"
-	           "     WHERE p.msisdn = s.msisdn AND p.proficient),"
-	           " 'skills', (SELECT json_object_agg(k.code, json_build_object("
-	           "     'proficient', coalesce(p.proficient, false), 'self_level', p.self_level,"
-	           "     'best_quiz', p.best_quiz, 'quiz_passed_at', p.quiz_passed_at,"
-	           "     'updated_at', p.updated_at) ORDER BY k.position)"
-	           "   FROM skills k LEFT JOIN proficiency p ON p.skill = k.code AND p.msisdn = s.msisdn))"
-	           " FROM subscribers s LEFT JOIN households h ON h.id = s.household_id"
-	           " WHERE s.msisdn = $1",
-	           1, p, single_json_cb);
+	hreq_query(
+	    r,
+	    "SELECT json_build_object('msisdn', s.msisdn, 'language', s.language,"
+	    " 'opted_out', s.opted_out, 'household', h.code, 'commune', h.commune_code,"
+	    " 'village', h.village, 'joined_via', s.joined_via, 'registered_at', s.registered_at,"
+	    " 'last_mo_at', s.last_mo_at,"
+	    " 'proficient_skills', (SELECT count(*) FROM proficiency p"
+	    "     WHERE p.msisdn = s.msisdn AND p.proficient),"
+	    " 'skills', (SELECT json_object_agg(k.code, json_build_object("
+	    "     'proficient', coalesce(p.proficient, false), 'self_level', p.self_level,"
+	    "     'best_quiz', p.best_quiz, 'quiz_passed_at', p.quiz_passed_at,"
+	    "     'updated_at', p.updated_at) ORDER BY k.position)"
+	    "   FROM skills k LEFT JOIN proficiency p ON p.skill = k.code AND p.msisdn = s.msisdn))"
+	    " FROM subscribers s LEFT JOIN households h ON h.id = s.household_id"
+	    " WHERE s.msisdn = $1",
+	    1, p, single_json_cb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1007,7 +1013,8 @@ import_row_cb(void *arg, int line, const struct hhcsv_row *row, const char *err)
 	if (row == NULL) {
 		r->nerr_total++;
 		if (json_array_size(r->errs) < HTTP_MAX_ERRORS)
-			json_array_append_new(r->errs, json_pack("{s:i,s:s}", "line", line, "error", err));
+			json_array_append_new(r->errs,
+			                      json_pack("{s:i,s:s}", "line", line, "error", err));
 		return;
 	}
 	char ln[16];
@@ -1045,8 +1052,9 @@ import_reply(struct hreq *r, int imported, int households, int phones)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(sorted, v[i]);
 	free(v);
-	json_t *o = json_pack("{s:i,s:i,s:i,s:i,s:o}", "imported", imported, "households", households,
-	                      "phones", phones, "rejected", r->nerr_total, "errors", sorted);
+	json_t *o =
+	    json_pack("{s:i,s:i,s:i,s:i,s:o}", "imported", imported, "households", households,
+	              "phones", phones, "rejected", r->nerr_total, "errors", sorted);
 	if ((size_t)r->nerr_total > n)
 		json_object_set_new(o, "errors_truncated", json_true());
 	log_info("http", "household import by %s: %d rows imported, %d rejected", r->who, imported,
@@ -1109,7 +1117,8 @@ import_cb(void *arg, PGresult *res, const char *err)
 			q++;
 		r->nerr_total++;
 		if (json_array_size(r->errs) < HTTP_MAX_ERRORS)
-			json_array_append_new(r->errs, json_pack("{s:i,s:s}", "line", ln[i], "error", buf));
+			json_array_append_new(r->errs,
+			                      json_pack("{s:i,s:s}", "line", ln[i], "error", buf));
 	}
 	import_reply(r, imported, households, phones);
 }
@@ -1144,8 +1153,10 @@ h_import(struct hreq *r)
 	const char *fatal = NULL;
 	if (hhcsv_finish(p, &fatal) != 0) {
 		char d[200];
-		snprintf(d, sizeof d, "%s; expected header: household_code,province_code,district_code,"
-		                      "commune_code,village,msisdn,language", fatal);
+		snprintf(d, sizeof d,
+		         "%s; expected header: household_code,province_code,district_code,"
+		         "commune_code,village,msisdn,language",
+		         fatal);
 		hhcsv_free(p);
 		hreq_error(r, 422, "invalid_csv", d);
 		return;
@@ -1160,11 +1171,12 @@ h_import(struct hreq *r)
 		strbuf_pgarr_end(&r->a[i]);
 		params[i] = r->a[i].s;
 	}
-	hreq_query(r,
-	           "SELECT imported, households, phones, err_lines, err_texts FROM sg_households_import("
-	           "$1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-	           " $8::text[])",
-	           8, params, import_cb);
+	hreq_query(
+	    r,
+	    "SELECT imported, households, phones, err_lines, err_texts FROM sg_households_import("
+	    "$1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+	    " $8::text[])",
+	    8, params, import_cb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1214,8 +1226,8 @@ h_coverage(struct hreq *r)
 	const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
 	const char *detail = NULL;
 	char pbuf[8];
-	const char *err = http_parse_coverage_query(qs, r->arg, sizeof r->arg, pbuf, sizeof pbuf,
-	                                            &detail);
+	const char *err =
+	    http_parse_coverage_query(qs, r->arg, sizeof r->arg, pbuf, sizeof pbuf, &detail);
 	if (err != NULL) {
 		hreq_error(r, 422, err, detail);
 		return;
@@ -1230,22 +1242,22 @@ h_coverage(struct hreq *r)
 /* ------------------------------------------------------------------ */
 /* Broadcasts                                                          */
 
-#define BROADCAST_JSON                                                                            \
-	"json_build_object('id', b.id, 'name', b.name, 'state', b.state,"                         \
-	" 'text', json_build_object('vi', b.text_vi, 'en', b.text_en), 'segment', b.segment,"     \
+#define BROADCAST_JSON                                                                             \
+	"json_build_object('id', b.id, 'name', b.name, 'state', b.state,"                          \
+	" 'text', json_build_object('vi', b.text_vi, 'en', b.text_en), 'segment', b.segment,"      \
 	" 'start_at', b.start_at, 'end_at', b.end_at, 'rate', b.rate, 'created_by', b.created_by," \
-	" 'created_at', b.created_at, 'counts', json_build_object("                               \
-	"   'targeted', greatest(b.targeted, coalesce(c.total, 0)),"                              \
-	"   'queued', coalesce(c.queued, 0), 'submitted', coalesce(c.submitted, 0),"              \
-	"   'delivered', coalesce(c.delivered, 0), 'failed', coalesce(c.failed, 0),"              \
+	" 'created_at', b.created_at, 'counts', json_build_object("                                \
+	"   'targeted', greatest(b.targeted, coalesce(c.total, 0)),"                               \
+	"   'queued', coalesce(c.queued, 0), 'submitted', coalesce(c.submitted, 0),"               \
+	"   'delivered', coalesce(c.delivered, 0), 'failed', coalesce(c.failed, 0),"               \
 	"   'cancelled', coalesce(c.cancelled, 0)))"
 
-#define BROADCAST_COUNTS                                                                          \
-	"SELECT count(*) AS total, count(*) FILTER (WHERE m.state = 'queued') AS queued,"         \
-	" count(*) FILTER (WHERE m.state IN ('submitting', 'submitted')) AS submitted,"           \
-	" count(*) FILTER (WHERE m.state = 'delivered') AS delivered,"                            \
-	" count(*) FILTER (WHERE m.state IN ('failed', 'expired')) AS failed,"                    \
-	" count(*) FILTER (WHERE m.state = 'cancelled') AS cancelled"                             \
+#define BROADCAST_COUNTS                                                                           \
+	"SELECT count(*) AS total, count(*) FILTER (WHERE m.state = 'queued') AS queued,"          \
+	" count(*) FILTER (WHERE m.state IN ('submitting', 'submitted')) AS submitted,"            \
+	" count(*) FILTER (WHERE m.state = 'delivered') AS delivered,"                             \
+	" count(*) FILTER (WHERE m.state IN ('failed', 'expired')) AS failed,"                     \
+	" count(*) FILTER (WHERE m.state = 'cancelled') AS cancelled"                              \
 	" FROM mt_messages m WHERE m.broadcast_id = b.id"
 
 static void
@@ -1257,7 +1269,8 @@ h_broadcast_show(struct hreq *r)
 	}
 	const char *p[1] = {r->arg};
 	hreq_query(r,
-	           "SELECT " BROADCAST_JSON " FROM broadcasts b LEFT JOIN LATERAL (" BROADCAST_COUNTS
+	           "SELECT " BROADCAST_JSON
+	           " FROM broadcasts b LEFT JOIN LATERAL (" BROADCAST_COUNTS
 	           ") c ON true WHERE b.id = $1::bigint",
 	           1, p, single_json_cb);
 }
@@ -1329,25 +1342,26 @@ h_broadcast_create(struct hreq *r)
 	if (json_is_integer(rate))
 		snprintf(rb, sizeof rb, "%" JSON_INTEGER_FORMAT, json_integer_value(rate));
 	const char *p[8] = {
-		json_string_value(json_object_get(r->json, "name")),
-		tvi,
-		ten,
-		segs ? segs : "{}",
-		json_is_string(sa) ? json_string_value(sa) : NULL,
-		json_is_string(ea) ? json_string_value(ea) : NULL,
-		rb[0] ? rb : NULL,
-		r->who,
+	    json_string_value(json_object_get(r->json, "name")),
+	    tvi,
+	    ten,
+	    segs ? segs : "{}",
+	    json_is_string(sa) ? json_string_value(sa) : NULL,
+	    json_is_string(ea) ? json_string_value(ea) : NULL,
+	    rb[0] ? rb : NULL,
+	    r->who,
 	};
-	hreq_query(r,
-	           "WITH v AS (SELECT coalesce($5::timestamptz, now()) AS s, $6::timestamptz AS e),"
-	           " ins AS (INSERT INTO broadcasts AS b (name, text_vi, text_en, segment, start_at,"
-	           "  end_at, rate, state, created_by)"
-	           "  SELECT $1, $2, $3, $4::jsonb, v.s, v.e, $7::int, 'scheduled', $8 FROM v"
-	           "  WHERE v.e IS NULL OR v.e > v.s RETURNING b.*)"
-	           " SELECT b.id, b.state, json_build_object('id', b.id, 'name', b.name, 'state', b.state,"
-	           "  'start_at', b.start_at, 'end_at', b.end_at, 'rate', b.rate, 'segment', b.segment)"
-	           " FROM ins b",
-	           8, p, broadcast_created_cb);
+	hreq_query(
+	    r,
+	    "WITH v AS (SELECT coalesce($5::timestamptz, now()) AS s, $6::timestamptz AS e),"
+	    " ins AS (INSERT INTO broadcasts AS b (name, text_vi, text_en, segment, start_at,"
+	    "  end_at, rate, state, created_by)"
+	    "  SELECT $1, $2, $3, $4::jsonb, v.s, v.e, $7::int, 'scheduled', $8 FROM v"
+	    "  WHERE v.e IS NULL OR v.e > v.s RETURNING b.*)"
+	    " SELECT b.id, b.state, json_build_object('id', b.id, 'name', b.name, 'state', b.state,"
+	    "  'start_at', b.start_at, 'end_at', b.end_at, 'rate', b.rate, 'segment', b.segment)"
+	    " FROM ins b",
+	    8, p, broadcast_created_cb);
 	free(segs);
 }
 
@@ -1373,7 +1387,9 @@ broadcast_cancel_cb(void *arg, PGresult *res, const char *err)
 	         PQgetvalue(res, 0, 1));
 	struct strbuf b;
 	strbuf_init(&b);
-	strbuf_printf(&b, "{\"id\":%s,\"state\":\"cancelled\",\"previous_state\":\"%s\",\"cancelled_messages\":%s}",
+	strbuf_printf(&b,
+	              "{\"id\":%s,\"state\":\"cancelled\",\"previous_state\":\"%s\",\"cancelled_"
+	              "messages\":%s}",
 	              r->arg, prev, PQgetvalue(res, 0, 1));
 	hreq_reply(r, 200, b.s);
 	strbuf_free(&b);
@@ -1427,9 +1443,9 @@ message_cb(void *arg, PGresult *res, const char *err)
 		return;
 	}
 	bool created = strcmp(status, "created") == 0;
-	json_t *o = json_pack("{s:I,s:s,s:s,s:b}", "message_id",
-	                      (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "state",
-	                      PQgetvalue(res, 0, 2), "to", PQgetvalue(res, 0, 3), "duplicate", !created);
+	json_t *o = json_pack(
+	    "{s:I,s:s,s:s,s:b}", "message_id", (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10),
+	    "state", PQgetvalue(res, 0, 2), "to", PQgetvalue(res, 0, 3), "duplicate", !created);
 	json_t *cid = json_object_get(r->json, "id");
 	if (json_is_string(cid))
 		json_object_set(o, "id", cid);
@@ -1457,21 +1473,23 @@ h_message(struct hreq *r)
 	if (json_is_string(id)) /* client ids are per partner token */
 		snprintf(cid, sizeof cid, "%s:%s", r->who, json_string_value(id));
 	const char *p[3] = {norm, json_string_value(text), cid[0] ? cid : NULL};
-	hreq_query(r,
-	           "WITH prev AS (SELECT id, msisdn, text, state FROM mt_messages"
-	           "   WHERE $3::text IS NOT NULL AND client_id = $3),"
-	           " oo AS (SELECT 1 FROM subscribers WHERE msisdn = $1 AND opted_out),"
-	           " ins AS (INSERT INTO mt_messages (msisdn, text, kind, priority, state, client_id)"
-	           "   SELECT $1, $2, 'api', 0, 'queued', $3"
-	           "   WHERE NOT EXISTS (SELECT 1 FROM prev) AND NOT EXISTS (SELECT 1 FROM oo)"
-	           "   ON CONFLICT (client_id) WHERE client_id IS NOT NULL DO NOTHING"
-	           "   RETURNING id, msisdn, state)"
-	           " SELECT 'created', id, state, msisdn FROM ins"
-	           " UNION ALL SELECT CASE WHEN msisdn = $1 AND text = $2 THEN 'existing' ELSE 'mismatch' END,"
-	           "   id, state, msisdn FROM prev"
-	           " UNION ALL SELECT 'opted_out', 0, '', $1"
-	           "   WHERE NOT EXISTS (SELECT 1 FROM prev) AND EXISTS (SELECT 1 FROM oo)",
-	           3, p, message_cb);
+	hreq_query(
+	    r,
+	    "WITH prev AS (SELECT id, msisdn, text, state FROM mt_messages"
+	    "   WHERE $3::text IS NOT NULL AND client_id = $3),"
+	    " oo AS (SELECT 1 FROM subscribers WHERE msisdn = $1 AND opted_out),"
+	    " ins AS (INSERT INTO mt_messages (msisdn, text, kind, priority, state, client_id)"
+	    "   SELECT $1, $2, 'api', 0, 'queued', $3"
+	    "   WHERE NOT EXISTS (SELECT 1 FROM prev) AND NOT EXISTS (SELECT 1 FROM oo)"
+	    "   ON CONFLICT (client_id) WHERE client_id IS NOT NULL DO NOTHING"
+	    "   RETURNING id, msisdn, state)"
+	    " SELECT 'created', id, state, msisdn FROM ins"
+	    " UNION ALL SELECT CASE WHEN msisdn = $1 AND text = $2 THEN 'existing' ELSE 'mismatch' "
+	    "END,"
+	    "   id, state, msisdn FROM prev"
+	    " UNION ALL SELECT 'opted_out', 0, '', $1"
+	    "   WHERE NOT EXISTS (SELECT 1 FROM prev) AND EXISTS (SELECT 1 FROM oo)",
+	    3, p, message_cb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1489,19 +1507,19 @@ h_healthz(struct http_api *h, struct evhttp_request *req)
 		json_t *q = json_array();
 		for (int k = 0; k < MSG_PRIO_COUNT; k++)
 			json_array_append_new(q, json_integer(ls[i].queued[k]));
-		json_array_append_new(links,
-		                      json_pack("{s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:o,s:b}", "name", ls[i].name,
-		                                "state", ls[i].state ? ls[i].state : "unknown", "bound",
-		                                ls[i].binds_up > 0, "binds_up", ls[i].binds_up, "window_used",
-		                                ls[i].window_used, "window", ls[i].window, "rate", ls[i].rate,
-		                                "queued", q, "paused", ls[i].paused));
+		json_array_append_new(
+		    links, json_pack("{s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:o,s:b}", "name", ls[i].name,
+		                     "state", ls[i].state ? ls[i].state : "unknown", "bound",
+		                     ls[i].binds_up > 0, "binds_up", ls[i].binds_up, "window_used",
+		                     ls[i].window_used, "window", ls[i].window, "rate", ls[i].rate,
+		                     "queued", q, "paused", ls[i].paused));
 		if (ls[i].binds_up > 0)
 			bound++;
 	}
 	const char *status = up == 0 ? "down" : (n > 0 && bound < n) ? "degraded" : "ok";
-	json_t *o = json_pack("{s:s,s:{s:b,s:i,s:i},s:o,s:i,s:i}", "status", status, "database", "up",
-	                      up > 0, "connections", up, "pending", store_pending(h->st), "links", links,
-	                      "links_bound", bound, "links_total", n);
+	json_t *o = json_pack("{s:s,s:{s:b,s:i,s:i},s:o,s:i,s:i}", "status", status, "database",
+	                      "up", up > 0, "connections", up, "pending", store_pending(h->st),
+	                      "links", links, "links_bound", bound, "links_total", n);
 	char *s = json_dumps(o, JSON_COMPACT);
 	http_send_json(h, req, up > 0 ? 200 : 503, s ? s : "{}");
 	free(s);
@@ -1521,31 +1539,34 @@ metrics_render(struct http_api *h, struct strbuf *b, PGresult *res)
 		const char *dir, *state;
 		uint64_t v;
 	} m[] = {
-		{"mo", "received", ps.mo_received},   {"mo", "committed", ps.mo_committed},
-		{"mo", "duplicate", ps.mo_duplicates}, {"mo", "looping", ps.mo_looping},
-		{"mo", "refused", ps.mo_refused},     {"mt", "queued", ps.mt_queued},
-		{"mt", "submitted", ps.mt_submitted}, {"mt", "failed", ps.mt_failed},
-		{"dlr", "received", ps.dlr_received},
+	    {"mo", "received", ps.mo_received},    {"mo", "committed", ps.mo_committed},
+	    {"mo", "duplicate", ps.mo_duplicates}, {"mo", "looping", ps.mo_looping},
+	    {"mo", "refused", ps.mo_refused},      {"mt", "queued", ps.mt_queued},
+	    {"mt", "submitted", ps.mt_submitted},  {"mt", "failed", ps.mt_failed},
+	    {"dlr", "received", ps.dlr_received},
 	};
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
-		strbuf_printf(b, "skillgate_messages_total{direction=\"%s\",state=\"%s\"} %" PRIu64 "\n",
-		              m[i].dir, m[i].state, m[i].v);
-	strbuf_printf(b,
-	              "# HELP skillgate_mo_waiting MOs held behind an earlier MO of the same number.\n"
-	              "# TYPE skillgate_mo_waiting gauge\nskillgate_mo_waiting %d\n"
-	              "# HELP skillgate_mt_pending MTs claimed, waiting for room on a link.\n"
-	              "# TYPE skillgate_mt_pending gauge\nskillgate_mt_pending %d\n"
-	              "# HELP skillgate_batches_in_flight Pipeline batches being committed.\n"
-	              "# TYPE skillgate_batches_in_flight gauge\nskillgate_batches_in_flight %d\n",
-	              ps.mo_waiting, ps.mt_pending, ps.batches_in_flight);
+		strbuf_printf(
+		    b, "skillgate_messages_total{direction=\"%s\",state=\"%s\"} %" PRIu64 "\n",
+		    m[i].dir, m[i].state, m[i].v);
+	strbuf_printf(
+	    b,
+	    "# HELP skillgate_mo_waiting MOs held behind an earlier MO of the same number.\n"
+	    "# TYPE skillgate_mo_waiting gauge\nskillgate_mo_waiting %d\n"
+	    "# HELP skillgate_mt_pending MTs claimed, waiting for room on a link.\n"
+	    "# TYPE skillgate_mt_pending gauge\nskillgate_mt_pending %d\n"
+	    "# HELP skillgate_batches_in_flight Pipeline batches being committed.\n"
+	    "# TYPE skillgate_batches_in_flight gauge\nskillgate_batches_in_flight %d\n",
+	    ps.mo_waiting, ps.mt_pending, ps.batches_in_flight);
 
 	struct gateway_link_status ls[CONFIG_MAX_LINKS];
 	int n = h->gw ? gateway_link_status(h->gw, ls, CONFIG_MAX_LINKS) : 0;
 	if (n > CONFIG_MAX_LINKS)
 		n = CONFIG_MAX_LINKS;
-	static const char *const lstates[] = {"connecting", "binding", "bound", "unbinding", "closed",
-	                                      "down"};
-	strbuf_puts(b, "# HELP skillgate_link_up Binds up on the link.\n# TYPE skillgate_link_up gauge\n");
+	static const char *const lstates[] = {"connecting", "binding", "bound",
+	                                      "unbinding",  "closed",  "down"};
+	strbuf_puts(
+	    b, "# HELP skillgate_link_up Binds up on the link.\n# TYPE skillgate_link_up gauge\n");
 	for (int i = 0; i < n; i++)
 		strbuf_printf(b, "skillgate_link_up{link=\"%s\"} %d\n", ls[i].name, ls[i].binds_up);
 	strbuf_puts(b, "# HELP skillgate_link_state Link state (1 for the current one).\n"
@@ -1555,41 +1576,52 @@ metrics_render(struct http_api *h, struct strbuf *b, PGresult *res)
 		for (size_t k = 0; k < sizeof lstates / sizeof lstates[0]; k++) {
 			bool cur = ls[i].state && strcmp(ls[i].state, lstates[k]) == 0;
 			known |= cur;
-			strbuf_printf(b, "skillgate_link_state{link=\"%s\",state=\"%s\"} %d\n", ls[i].name,
-			              lstates[k], cur);
+			strbuf_printf(b, "skillgate_link_state{link=\"%s\",state=\"%s\"} %d\n",
+			              ls[i].name, lstates[k], cur);
 		}
 		if (!known && ls[i].state)
-			strbuf_printf(b, "skillgate_link_state{link=\"%s\",state=\"%s\"} 1\n", ls[i].name,
-			              ls[i].state);
+			strbuf_printf(b, "skillgate_link_state{link=\"%s\",state=\"%s\"} 1\n",
+			              ls[i].name, ls[i].state);
 	}
 	strbuf_puts(b, "# HELP skillgate_link_window_used Outstanding requests on the link.\n"
 	               "# TYPE skillgate_link_window_used gauge\n");
 	for (int i = 0; i < n; i++)
-		strbuf_printf(b, "skillgate_link_window_used{link=\"%s\"} %d\n", ls[i].name, ls[i].window_used);
+		strbuf_printf(b, "skillgate_link_window_used{link=\"%s\"} %d\n", ls[i].name,
+		              ls[i].window_used);
 	strbuf_puts(b, "# HELP skillgate_link_window_size Window limit of the link.\n"
 	               "# TYPE skillgate_link_window_size gauge\n");
 	for (int i = 0; i < n; i++)
-		strbuf_printf(b, "skillgate_link_window_size{link=\"%s\"} %d\n", ls[i].name, ls[i].window);
+		strbuf_printf(b, "skillgate_link_window_size{link=\"%s\"} %d\n", ls[i].name,
+		              ls[i].window);
 	strbuf_puts(b, "# HELP skillgate_link_queued Messages queued on the link by priority.\n"
 	               "# TYPE skillgate_link_queued gauge\n");
 	for (int i = 0; i < n; i++)
 		for (int k = 0; k < MSG_PRIO_COUNT; k++)
-			strbuf_printf(b, "skillgate_link_queued{link=\"%s\",priority=\"%d\"} %d\n", ls[i].name, k,
-			              ls[i].queued[k]);
+			strbuf_printf(b, "skillgate_link_queued{link=\"%s\",priority=\"%d\"} %d\n",
+			              ls[i].name, k, ls[i].queued[k]);
 	strbuf_puts(b, "# HELP skillgate_link_paused 1 while the link is throttled.\n"
 	               "# TYPE skillgate_link_paused gauge\n");
 	for (int i = 0; i < n; i++)
-		strbuf_printf(b, "skillgate_link_paused{link=\"%s\"} %d\n", ls[i].name, ls[i].paused);
+		strbuf_printf(b, "skillgate_link_paused{link=\"%s\"} %d\n", ls[i].name,
+		              ls[i].paused);
 	strbuf_puts(b, "# HELP skillgate_link_pdus_total PDUs by link and kind.\n"
 	               "# TYPE skillgate_link_pdus_total counter\n");
 	for (int i = 0; i < n; i++) {
-		strbuf_printf(b, "skillgate_link_pdus_total{link=\"%s\",kind=\"submit_sm\",status=\"ok\"} %" PRIu64 "\n",
+		strbuf_printf(b,
+		              "skillgate_link_pdus_total{link=\"%s\",kind=\"submit_sm\",status="
+		              "\"ok\"} %" PRIu64 "\n",
 		              ls[i].name, ls[i].submitted);
-		strbuf_printf(b, "skillgate_link_pdus_total{link=\"%s\",kind=\"submit_sm\",status=\"error\"} %" PRIu64 "\n",
+		strbuf_printf(b,
+		              "skillgate_link_pdus_total{link=\"%s\",kind=\"submit_sm\",status="
+		              "\"error\"} %" PRIu64 "\n",
 		              ls[i].name, ls[i].submit_failed);
-		strbuf_printf(b, "skillgate_link_pdus_total{link=\"%s\",kind=\"deliver_sm\",status=\"mo\"} %" PRIu64 "\n",
+		strbuf_printf(b,
+		              "skillgate_link_pdus_total{link=\"%s\",kind=\"deliver_sm\",status="
+		              "\"mo\"} %" PRIu64 "\n",
 		              ls[i].name, ls[i].received);
-		strbuf_printf(b, "skillgate_link_pdus_total{link=\"%s\",kind=\"deliver_sm\",status=\"dlr\"} %" PRIu64 "\n",
+		strbuf_printf(b,
+		              "skillgate_link_pdus_total{link=\"%s\",kind=\"deliver_sm\",status="
+		              "\"dlr\"} %" PRIu64 "\n",
 		              ls[i].name, ls[i].dlrs);
 	}
 
@@ -1623,15 +1655,16 @@ metrics_render(struct http_api *h, struct strbuf *b, PGresult *res)
 	              "skillgate_db_roundtrip_seconds_count %" PRIu64 "\n",
 	              cum, ss.latency_sum_ms / 1000.0, cum);
 	if (res != NULL && PQntuples(res) == 1) {
-		strbuf_printf(b,
-		              "# HELP skillgate_outbox_queued Messages queued in the outbox by priority.\n"
-		              "# TYPE skillgate_outbox_queued gauge\n"
-		              "skillgate_outbox_queued{priority=\"0\"} %s\n"
-		              "skillgate_outbox_queued{priority=\"1\"} %s\n"
-		              "# HELP skillgate_outbox_oldest_seconds Age of the oldest due queued message.\n"
-		              "# TYPE skillgate_outbox_oldest_seconds gauge\n"
-		              "skillgate_outbox_oldest_seconds %s\n",
-		              PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+		strbuf_printf(
+		    b,
+		    "# HELP skillgate_outbox_queued Messages queued in the outbox by priority.\n"
+		    "# TYPE skillgate_outbox_queued gauge\n"
+		    "skillgate_outbox_queued{priority=\"0\"} %s\n"
+		    "skillgate_outbox_queued{priority=\"1\"} %s\n"
+		    "# HELP skillgate_outbox_oldest_seconds Age of the oldest due queued message.\n"
+		    "# TYPE skillgate_outbox_oldest_seconds gauge\n"
+		    "skillgate_outbox_oldest_seconds %s\n",
+		    PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
 	}
 	strbuf_printf(b,
 	              "# HELP skillgate_http_responses_total HTTP responses by status class.\n"
@@ -1663,11 +1696,12 @@ static void
 h_metrics(struct hreq *r)
 {
 	/* the outbox depth needs the database; without it the rest still answers */
-	r->qid = store_query(r->h->st,
-	                     "SELECT count(*) FILTER (WHERE priority = 0), count(*) FILTER (WHERE priority > 0),"
-	                     " coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::bigint"
-	                     " FROM mt_messages WHERE state = 'queued' AND next_attempt_at <= now()",
-	                     0, NULL, metrics_cb, r);
+	r->qid = store_query(
+	    r->h->st,
+	    "SELECT count(*) FILTER (WHERE priority = 0), count(*) FILTER (WHERE priority > 0),"
+	    " coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::bigint"
+	    " FROM mt_messages WHERE state = 'queued' AND next_attempt_at <= now()",
+	    0, NULL, metrics_cb, r);
 	if (r->qid == 0)
 		metrics_cb(r, NULL, "database down");
 }
@@ -1691,14 +1725,14 @@ mime_type(const char *path)
 	static const struct {
 		const char *ext, *type;
 	} t[] = {
-		{".html", "text/html; charset=utf-8"},
-		{".js", "text/javascript; charset=utf-8"},
-		{".css", "text/css; charset=utf-8"},
-		{".json", "application/json; charset=utf-8"},
-		{".svg", "image/svg+xml"},
-		{".png", "image/png"},
-		{".ico", "image/x-icon"},
-		{".txt", "text/plain; charset=utf-8"},
+	    {".html", "text/html; charset=utf-8"},
+	    {".js", "text/javascript; charset=utf-8"},
+	    {".css", "text/css; charset=utf-8"},
+	    {".json", "application/json; charset=utf-8"},
+	    {".svg", "image/svg+xml"},
+	    {".png", "image/png"},
+	    {".ico", "image/x-icon"},
+	    {".txt", "text/plain; charset=utf-8"},
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (strcmp(dot, t[i].ext) == 0)
@@ -1739,8 +1773,9 @@ h_static(struct http_api *h, struct evhttp_request *req, const char *path)
 	evhttp_add_header(out, "Content-Type", mime_type(real));
 	evhttp_add_header(out, "Cache-Control", "no-cache");
 	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
-	evhttp_add_header(out, "Content-Security-Policy",
-	                  "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'");
+	evhttp_add_header(
+	    out, "Content-Security-Policy",
+	    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'");
 	if (sb.st_size > 0)
 		evbuffer_add_file(b, fd, 0, sb.st_size); /* takes the fd */
 	else
@@ -1841,14 +1876,14 @@ static const struct route {
 	enum role need;
 	hreq_fn fn;
 } routes[] = {
-	[HTTP_ROUTE_SUBSCRIBER] = {ROLE_VIEWER, h_subscriber},
-	[HTTP_ROUTE_IMPORT] = {ROLE_STAFF, h_import},
-	[HTTP_ROUTE_COVERAGE] = {ROLE_VIEWER, h_coverage},
-	[HTTP_ROUTE_BROADCAST_CREATE] = {ROLE_STAFF, h_broadcast_create},
-	[HTTP_ROUTE_BROADCAST_LIST] = {ROLE_VIEWER, h_broadcast_list},
-	[HTTP_ROUTE_BROADCAST_CANCEL] = {ROLE_STAFF, h_broadcast_cancel},
-	[HTTP_ROUTE_BROADCAST_SHOW] = {ROLE_VIEWER, h_broadcast_show},
-	[HTTP_ROUTE_MESSAGE] = {ROLE_PARTNER, h_message},
+    [HTTP_ROUTE_SUBSCRIBER] = {ROLE_VIEWER, h_subscriber},
+    [HTTP_ROUTE_IMPORT] = {ROLE_STAFF, h_import},
+    [HTTP_ROUTE_COVERAGE] = {ROLE_VIEWER, h_coverage},
+    [HTTP_ROUTE_BROADCAST_CREATE] = {ROLE_STAFF, h_broadcast_create},
+    [HTTP_ROUTE_BROADCAST_LIST] = {ROLE_VIEWER, h_broadcast_list},
+    [HTTP_ROUTE_BROADCAST_CANCEL] = {ROLE_STAFF, h_broadcast_cancel},
+    [HTTP_ROUTE_BROADCAST_SHOW] = {ROLE_VIEWER, h_broadcast_show},
+    [HTTP_ROUTE_MESSAGE] = {ROLE_PARTNER, h_message},
 };
 
 static void
@@ -2037,7 +2072,8 @@ http_tls_load(SSL_CTX *ctx, const struct sg_config *cfg, char *err, size_t cap)
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
 		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
 			ERR_clear_error();
-			snprintf(err, cap, "the private key %s does not match the certificate", key);
+			snprintf(err, cap, "the private key %s does not match the certificate",
+			         key);
 		} else {
 			tls_err_str("cannot load the private key", err, cap);
 		}
@@ -2052,8 +2088,10 @@ http_tls_load(SSL_CTX *ctx, const struct sg_config *cfg, char *err, size_t cap)
 	if (X509_cmp_time(X509_get0_notAfter(x), &soon) < 0)
 		log_warn("http", "TLS certificate %s expires soon (notAfter %s)", cert, na);
 	if (X509_self_signed(x, 0) == 1)
-		log_warn("http", "TLS certificate %s is self-signed: clients must be given it to trust it "
-		                 "(use a certificate from a CA in production)", cert);
+		log_warn("http",
+		         "TLS certificate %s is self-signed: clients must be given it to trust it "
+		         "(use a certificate from a CA in production)",
+		         cert);
 	ERR_clear_error();
 	return 0;
 }
@@ -2109,15 +2147,16 @@ http_api_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	evhttp_set_max_headers_size(h->http, 16384);
 	evhttp_set_timeout(h->http, cfg->http_timeout);
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-	                                        EVHTTP_REQ_OPTIONS);
+	                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                                        EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
 	evhttp_set_gencb(h->http, http_gen_cb, h);
 	evhttp_set_bevcb(h->http, http_bevcb, h);
 	if (cfg->http_tls_cert[0] != '\0' && http_tls_init(h) != 0)
 		goto fail;
-	if (cfg->http_dashboard_dir[0] != '\0' && realpath(cfg->http_dashboard_dir, h->webroot) == NULL) {
-		log_warn("http", "dashboard dir %s: %s (dashboard disabled)", cfg->http_dashboard_dir,
-		         strerror(errno));
+	if (cfg->http_dashboard_dir[0] != '\0' &&
+	    realpath(cfg->http_dashboard_dir, h->webroot) == NULL) {
+		log_warn("http", "dashboard dir %s: %s (dashboard disabled)",
+		         cfg->http_dashboard_dir, strerror(errno));
 		h->webroot[0] = '\0';
 	}
 
@@ -2162,8 +2201,8 @@ http_api_new(struct event_base *base, const struct sg_config *cfg, struct store 
 		else if (ss.ss_family == AF_INET6)
 			bport = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
-	log_info("http", "listening on %s port %d (%s)%s%s", hp, bport,
-	         h->ssl ? "https" : "http", h->webroot[0] ? ", dashboard " : "", h->webroot);
+	log_info("http", "listening on %s port %d (%s)%s%s", hp, bport, h->ssl ? "https" : "http",
+	         h->webroot[0] ? ", dashboard " : "", h->webroot);
 	return h;
 badlisten:
 	log_error("http", "[http] listen = %s: expected host:port", cfg->http_listen);

@@ -38,14 +38,14 @@ struct route_pat {
 };
 
 static const struct route_pat route_pats[] = {
-	{HTTP_ROUTE_SUBSCRIBER, HTTP_PARSE_GET, "/api/v1/subscribers/", NULL, true},
-	{HTTP_ROUTE_IMPORT, HTTP_PARSE_POST, "/api/v1/households/import", NULL, false},
-	{HTTP_ROUTE_COVERAGE, HTTP_PARSE_GET, "/api/v1/reports/coverage", NULL, false},
-	{HTTP_ROUTE_BROADCAST_CREATE, HTTP_PARSE_POST, "/api/v1/broadcasts", NULL, false},
-	{HTTP_ROUTE_BROADCAST_LIST, HTTP_PARSE_GET, "/api/v1/broadcasts", NULL, false},
-	{HTTP_ROUTE_BROADCAST_CANCEL, HTTP_PARSE_POST, "/api/v1/broadcasts/", "/cancel", true},
-	{HTTP_ROUTE_BROADCAST_SHOW, HTTP_PARSE_GET, "/api/v1/broadcasts/", NULL, true},
-	{HTTP_ROUTE_MESSAGE, HTTP_PARSE_POST, "/api/v1/messages", NULL, false},
+    {HTTP_ROUTE_SUBSCRIBER, HTTP_PARSE_GET, "/api/v1/subscribers/", NULL, true},
+    {HTTP_ROUTE_IMPORT, HTTP_PARSE_POST, "/api/v1/households/import", NULL, false},
+    {HTTP_ROUTE_COVERAGE, HTTP_PARSE_GET, "/api/v1/reports/coverage", NULL, false},
+    {HTTP_ROUTE_BROADCAST_CREATE, HTTP_PARSE_POST, "/api/v1/broadcasts", NULL, false},
+    {HTTP_ROUTE_BROADCAST_LIST, HTTP_PARSE_GET, "/api/v1/broadcasts", NULL, false},
+    {HTTP_ROUTE_BROADCAST_CANCEL, HTTP_PARSE_POST, "/api/v1/broadcasts/", "/cancel", true},
+    {HTTP_ROUTE_BROADCAST_SHOW, HTTP_PARSE_GET, "/api/v1/broadcasts/", NULL, true},
+    {HTTP_ROUTE_MESSAGE, HTTP_PARSE_POST, "/api/v1/messages", NULL, false},
 };
 
 /* Does path match route t? Fills param. */
@@ -179,7 +179,8 @@ http_parse_broadcast(json_t *o, const char **tvi, const char **ten, json_t **seg
 	if (!json_is_object(o))
 		return "the body must be a JSON object";
 	json_t *name = json_object_get(o, "name");
-	if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 200)
+	if (!json_is_string(name) || json_string_length(name) == 0 ||
+	    json_string_length(name) > 200)
 		return "name must be a non-empty string (at most 200 bytes)";
 	json_t *text = json_object_get(o, "text");
 	if (json_is_string(text)) {
@@ -219,7 +220,7 @@ http_parse_broadcast(json_t *o, const char **tvi, const char **ten, json_t **seg
 				continue;
 			if (!json_is_string(v) || json_string_length(v) != codes[i].len ||
 			    !http_parse_digits(json_string_value(v), codes[i].len))
-				return codes[i].len == 2 ? "segment.province must be 2 digits"
+				return codes[i].len == 2   ? "segment.province must be 2 digits"
 				       : codes[i].len == 3 ? "segment.district must be 3 digits"
 				                           : "segment.commune must be 5 digits";
 		}
@@ -259,7 +260,8 @@ http_parse_broadcast(json_t *o, const char **tvi, const char **ten, json_t **seg
 		return "end_at must be an ISO 8601 timestamp string";
 	json_t *rate = json_object_get(o, "rate");
 	if (rate != NULL && !json_is_null(rate) &&
-	    (!json_is_integer(rate) || json_integer_value(rate) < 1 || json_integer_value(rate) > 100000))
+	    (!json_is_integer(rate) || json_integer_value(rate) < 1 ||
+	     json_integer_value(rate) > 100000))
 		return "rate must be an integer 1..100000 (messages per second)";
 	return NULL;
 }

@@ -154,7 +154,8 @@ sig_hup_cb(evutil_socket_t sig, short what, void *arg)
 	int nerr = 0;
 	struct content *c = content_load(d->cfg.content_dir, stderr, &nerr);
 	if (c == NULL) {
-		log_error("main", "SIGHUP: content has %d errors; keeping the loaded content", nerr);
+		log_error("main", "SIGHUP: content has %d errors; keeping the loaded content",
+		          nerr);
 		return;
 	}
 	pipeline_set_content(d->pipe, c);

@@ -25,36 +25,23 @@ static const struct {
 	uint32_t id;
 	const char *name;
 } cmds[] = {
-	{0x80000000u, "generic_nack"},
-	{0x00000001u, "bind_receiver"},
-	{0x80000001u, "bind_receiver_resp"},
-	{0x00000002u, "bind_transmitter"},
-	{0x80000002u, "bind_transmitter_resp"},
-	{0x00000003u, "query_sm"},
-	{0x80000003u, "query_sm_resp"},
-	{0x00000004u, "submit_sm"},
-	{0x80000004u, "submit_sm_resp"},
-	{0x00000005u, "deliver_sm"},
-	{0x80000005u, "deliver_sm_resp"},
-	{0x00000006u, "unbind"},
-	{0x80000006u, "unbind_resp"},
-	{0x00000007u, "replace_sm"},
-	{0x80000007u, "replace_sm_resp"},
-	{0x00000008u, "cancel_sm"},
-	{0x80000008u, "cancel_sm_resp"},
-	{0x00000009u, "bind_transceiver"},
-	{0x80000009u, "bind_transceiver_resp"},
-	{0x0000000Bu, "outbind"},
-	{0x00000015u, "enquire_link"},
-	{0x80000015u, "enquire_link_resp"},
-	{0x00000021u, "submit_multi"},
-	{0x80000021u, "submit_multi_resp"},
-	{0x00000102u, "alert_notification"},
-	{0x00000103u, "data_sm"},
-	{0x80000103u, "data_sm_resp"},
+    {0x80000000u, "generic_nack"},          {0x00000001u, "bind_receiver"},
+    {0x80000001u, "bind_receiver_resp"},    {0x00000002u, "bind_transmitter"},
+    {0x80000002u, "bind_transmitter_resp"}, {0x00000003u, "query_sm"},
+    {0x80000003u, "query_sm_resp"},         {0x00000004u, "submit_sm"},
+    {0x80000004u, "submit_sm_resp"},        {0x00000005u, "deliver_sm"},
+    {0x80000005u, "deliver_sm_resp"},       {0x00000006u, "unbind"},
+    {0x80000006u, "unbind_resp"},           {0x00000007u, "replace_sm"},
+    {0x80000007u, "replace_sm_resp"},       {0x00000008u, "cancel_sm"},
+    {0x80000008u, "cancel_sm_resp"},        {0x00000009u, "bind_transceiver"},
+    {0x80000009u, "bind_transceiver_resp"}, {0x0000000Bu, "outbind"},
+    {0x00000015u, "enquire_link"},          {0x80000015u, "enquire_link_resp"},
+    {0x00000021u, "submit_multi"},          {0x80000021u, "submit_multi_resp"},
+    {0x00000102u, "alert_notification"},    {0x00000103u, "data_sm"},
+    {0x80000103u, "data_sm_resp"},
 };
 #define N_CMDS ((int)(sizeof cmds / sizeof cmds[0]))
-#define CMD_UNKNOWN_REQ N_CMDS       /* unknown request id */
+#define CMD_UNKNOWN_REQ N_CMDS        /* unknown request id */
 #define CMD_UNKNOWN_RESP (N_CMDS + 1) /* unknown id with the response bit */
 #define CMD_INVALID (N_CMDS + 2)      /* header not trusted */
 
@@ -63,29 +50,61 @@ static const struct {
 	uint32_t v;
 	const char *name;
 } statuses[] = {
-	{0x00, "ESME_ROK"},           {0x01, "ESME_RINVMSGLEN"},    {0x02, "ESME_RINVCMDLEN"},
-	{0x03, "ESME_RINVCMDID"},     {0x04, "ESME_RINVBNDSTS"},    {0x05, "ESME_RALYBND"},
-	{0x06, "ESME_RINVPRTFLG"},    {0x07, "ESME_RINVREGDLVFLG"}, {0x08, "ESME_RSYSERR"},
-	{0x0A, "ESME_RINVSRCADR"},    {0x0B, "ESME_RINVDSTADR"},    {0x0C, "ESME_RINVMSGID"},
-	{0x0D, "ESME_RBINDFAIL"},     {0x0E, "ESME_RINVPASWD"},     {0x0F, "ESME_RINVSYSID"},
-	{0x11, "ESME_RCANCELFAIL"},   {0x13, "ESME_RREPLACEFAIL"},  {0x14, "ESME_RMSGQFUL"},
-	{0x15, "ESME_RINVSERTYP"},    {0x33, "ESME_RINVNUMDESTS"},  {0x34, "ESME_RINVDLNAME"},
-	{0x40, "ESME_RINVDESTFLAG"},  {0x42, "ESME_RINVSUBREP"},    {0x43, "ESME_RINVESMCLASS"},
-	{0x44, "ESME_RCNTSUBDL"},     {0x45, "ESME_RSUBMITFAIL"},   {0x48, "ESME_RINVSRCTON"},
-	{0x49, "ESME_RINVSRCNPI"},    {0x50, "ESME_RINVDSTTON"},    {0x51, "ESME_RINVDSTNPI"},
-	{0x53, "ESME_RINVSYSTYP"},    {0x54, "ESME_RINVREPFLAG"},   {0x55, "ESME_RINVNUMMSGS"},
-	{0x58, "ESME_RTHROTTLED"},    {0x61, "ESME_RINVSCHED"},     {0x62, "ESME_RINVEXPIRY"},
-	{0x63, "ESME_RINVDFTMSGID"},  {0x64, "ESME_RX_T_APPN"},     {0x65, "ESME_RX_P_APPN"},
-	{0x66, "ESME_RX_R_APPN"},     {0x67, "ESME_RQUERYFAIL"},    {0xC0, "ESME_RINVOPTPARSTREAM"},
-	{0xC1, "ESME_ROPTPARNOTALLWD"}, {0xC2, "ESME_RINVPARLEN"},  {0xC3, "ESME_RMISSINGOPTPARAM"},
-	{0xC4, "ESME_RINVOPTPARAMVAL"}, {0xFE, "ESME_RDELIVERYFAILURE"}, {0xFF, "ESME_RUNKNOWNERR"},
+    {0x00, "ESME_ROK"},
+    {0x01, "ESME_RINVMSGLEN"},
+    {0x02, "ESME_RINVCMDLEN"},
+    {0x03, "ESME_RINVCMDID"},
+    {0x04, "ESME_RINVBNDSTS"},
+    {0x05, "ESME_RALYBND"},
+    {0x06, "ESME_RINVPRTFLG"},
+    {0x07, "ESME_RINVREGDLVFLG"},
+    {0x08, "ESME_RSYSERR"},
+    {0x0A, "ESME_RINVSRCADR"},
+    {0x0B, "ESME_RINVDSTADR"},
+    {0x0C, "ESME_RINVMSGID"},
+    {0x0D, "ESME_RBINDFAIL"},
+    {0x0E, "ESME_RINVPASWD"},
+    {0x0F, "ESME_RINVSYSID"},
+    {0x11, "ESME_RCANCELFAIL"},
+    {0x13, "ESME_RREPLACEFAIL"},
+    {0x14, "ESME_RMSGQFUL"},
+    {0x15, "ESME_RINVSERTYP"},
+    {0x33, "ESME_RINVNUMDESTS"},
+    {0x34, "ESME_RINVDLNAME"},
+    {0x40, "ESME_RINVDESTFLAG"},
+    {0x42, "ESME_RINVSUBREP"},
+    {0x43, "ESME_RINVESMCLASS"},
+    {0x44, "ESME_RCNTSUBDL"},
+    {0x45, "ESME_RSUBMITFAIL"},
+    {0x48, "ESME_RINVSRCTON"},
+    {0x49, "ESME_RINVSRCNPI"},
+    {0x50, "ESME_RINVDSTTON"},
+    {0x51, "ESME_RINVDSTNPI"},
+    {0x53, "ESME_RINVSYSTYP"},
+    {0x54, "ESME_RINVREPFLAG"},
+    {0x55, "ESME_RINVNUMMSGS"},
+    {0x58, "ESME_RTHROTTLED"},
+    {0x61, "ESME_RINVSCHED"},
+    {0x62, "ESME_RINVEXPIRY"},
+    {0x63, "ESME_RINVDFTMSGID"},
+    {0x64, "ESME_RX_T_APPN"},
+    {0x65, "ESME_RX_P_APPN"},
+    {0x66, "ESME_RX_R_APPN"},
+    {0x67, "ESME_RQUERYFAIL"},
+    {0xC0, "ESME_RINVOPTPARSTREAM"},
+    {0xC1, "ESME_ROPTPARNOTALLWD"},
+    {0xC2, "ESME_RINVPARLEN"},
+    {0xC3, "ESME_RMISSINGOPTPARAM"},
+    {0xC4, "ESME_RINVOPTPARAMVAL"},
+    {0xFE, "ESME_RDELIVERYFAILURE"},
+    {0xFF, "ESME_RUNKNOWNERR"},
 };
 
 struct entry {
 	bool used;
 	bool has_status;
 	uint8_t dir;
-	uint8_t cmd;    /* index into cmds[] or CMD_* */
+	uint8_t cmd; /* index into cmds[] or CMD_* */
 	uint32_t status;
 	uint64_t n;
 	char link[PDU_STATS_LINK_MAX];
@@ -238,7 +257,10 @@ put_label_value(struct strbuf *b, const char *s)
 	const char *run = s;
 
 	for (; *s != '\0'; s++) {
-		const char *esc = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+		const char *esc = *s == '\\'   ? "\\\\"
+		                  : *s == '"'  ? "\\\""
+		                  : *s == '\n' ? "\\n"
+		                               : NULL;
 		if (esc == NULL)
 			continue;
 		strbuf_append(b, run, (size_t)(s - run));
@@ -260,10 +282,12 @@ pdu_stats_render(struct strbuf *b)
 		const struct entry *e = &table[order[k]];
 		strbuf_puts(b, "skillgate_smpp_pdus_total{link=\"");
 		put_label_value(b, e->link);
-		strbuf_printf(b, "\",direction=\"%s\",command=\"%s\"", dirs[e->dir], cmd_label(e->cmd));
+		strbuf_printf(b, "\",direction=\"%s\",command=\"%s\"", dirs[e->dir],
+		              cmd_label(e->cmd));
 		if (e->has_status) {
 			const char *name = NULL;
-			for (size_t i = 0; i < sizeof statuses / sizeof statuses[0] && name == NULL; i++)
+			for (size_t i = 0; i < sizeof statuses / sizeof statuses[0] && name == NULL;
+			     i++)
 				if (statuses[i].v == e->status)
 					name = statuses[i].name;
 			if (name != NULL)

@@ -124,45 +124,45 @@ struct tlv_rule {
 };
 
 static const struct tlv_rule tlv_rules[] = {
-    {0x0204, 2, 0},  /* user_message_reference */
-    {0x020A, 2, 0},  /* source_port */
-    {0x020B, 2, 0},  /* destination_port */
-    {0x020C, 2, 0},  /* sar_msg_ref_num */
-    {0x020E, 1, 0},  /* sar_total_segments */
-    {0x020F, 1, 0},  /* sar_segment_seqnum */
-    {0x0205, 1, 0},  /* user_response_code */
-    {0x0201, 1, 0},  /* privacy_indicator */
-    {0x0019, 1, 0},  /* payload_type */
-    {0x020D, 1, 0},  /* language_indicator */
-    {0x1383, 2, 0},  /* its_session_info */
-    {0x0427, 1, 0},  /* message_state */
-    {0x0421, 1, 0},  /* set_dpf */
-    {0x000E, 1, 0},  /* source_network_type */
-    {0x000D, 1, 0},  /* source_addr_subunit */
-    {0x000F, 1, 0},  /* source_bearer_type */
-    {0x0010, 1, 0},  /* source_telematics_id */
-    {0x0005, 1, 0},  /* dest_addr_subunit */
-    {0x0006, 1, 0},  /* dest_network_type */
-    {0x0007, 1, 0},  /* dest_bearer_type */
-    {0x0008, 2, 0},  /* dest_telematics_id */
-    {0x0426, 1, 0},  /* more_messages_to_send */
-    {0x0017, 4, 0},  /* qos_time_to_live */
-    {0x0302, 1, 0},  /* callback_num_pres_ind */
-    {0x1201, 1, 0},  /* display_time */
-    {0x1203, 2, 0},  /* sms_signal */
-    {0x1204, 1, 0},  /* ms_validity */
-    {0x0030, 1, 0},  /* ms_msg_wait_facilities */
-    {0x0304, 1, 0},  /* number_of_messages */
-    {0x1380, 1, 0},  /* its_reply_type */
-    {0x0501, 1, 0},  /* ussd_service_op (octet string of 1 in practice) */
+    {0x0204, 2, 0},            /* user_message_reference */
+    {0x020A, 2, 0},            /* source_port */
+    {0x020B, 2, 0},            /* destination_port */
+    {0x020C, 2, 0},            /* sar_msg_ref_num */
+    {0x020E, 1, 0},            /* sar_total_segments */
+    {0x020F, 1, 0},            /* sar_segment_seqnum */
+    {0x0205, 1, 0},            /* user_response_code */
+    {0x0201, 1, 0},            /* privacy_indicator */
+    {0x0019, 1, 0},            /* payload_type */
+    {0x020D, 1, 0},            /* language_indicator */
+    {0x1383, 2, 0},            /* its_session_info */
+    {0x0427, 1, 0},            /* message_state */
+    {0x0421, 1, 0},            /* set_dpf */
+    {0x000E, 1, 0},            /* source_network_type */
+    {0x000D, 1, 0},            /* source_addr_subunit */
+    {0x000F, 1, 0},            /* source_bearer_type */
+    {0x0010, 1, 0},            /* source_telematics_id */
+    {0x0005, 1, 0},            /* dest_addr_subunit */
+    {0x0006, 1, 0},            /* dest_network_type */
+    {0x0007, 1, 0},            /* dest_bearer_type */
+    {0x0008, 2, 0},            /* dest_telematics_id */
+    {0x0426, 1, 0},            /* more_messages_to_send */
+    {0x0017, 4, 0},            /* qos_time_to_live */
+    {0x0302, 1, 0},            /* callback_num_pres_ind */
+    {0x1201, 1, 0},            /* display_time */
+    {0x1203, 2, 0},            /* sms_signal */
+    {0x1204, 1, 0},            /* ms_validity */
+    {0x0030, 1, 0},            /* ms_msg_wait_facilities */
+    {0x0304, 1, 0},            /* number_of_messages */
+    {0x1380, 1, 0},            /* its_reply_type */
+    {0x0501, 1, 0},            /* ussd_service_op (octet string of 1 in practice) */
     {0x0424, 0, SMPP_TLV_MAX}, /* message_payload */
-    {0x0381, 0, 19}, /* callback_num */
-    {0x0303, 0, 65}, /* callback_num_atag */
-    {0x0202, 0, 23}, /* source_subaddress */
-    {0x0203, 0, 23}, /* dest_subaddress */
-    {0x0423, 0, 3},  /* network_error_code */
-    {0x001E, 0, 65}, /* receipted_message_id */
-    {0x130C, 0, 0},  /* alert_on_message_delivery: empty */
+    {0x0381, 0, 19},           /* callback_num */
+    {0x0303, 0, 65},           /* callback_num_atag */
+    {0x0202, 0, 23},           /* source_subaddress */
+    {0x0203, 0, 23},           /* dest_subaddress */
+    {0x0423, 0, 3},            /* network_error_code */
+    {0x001E, 0, 65},           /* receipted_message_id */
+    {0x130C, 0, 0},            /* alert_on_message_delivery: empty */
 };
 
 /* Returns SMPP_ROK or the status for a TLV of this tag and length. */
@@ -269,8 +269,8 @@ walk_deliver_tail(struct rd *r, struct smpp_inbound *in)
 	char tbuf[18];
 
 	in->esm_class = rd_u8(r);
-	(void)rd_u8(r); /* protocol_id */
-	(void)rd_u8(r); /* priority_flag */
+	(void)rd_u8(r);       /* protocol_id */
+	(void)rd_u8(r);       /* priority_flag */
 	rd_cstr(r, tbuf, 17); /* schedule_delivery_time */
 	rd_cstr(r, tbuf, 17); /* validity_period */
 	in->registered_delivery = rd_u8(r);
@@ -627,8 +627,7 @@ smpp_codec_unpack_submit(const uint8_t *pdu, size_t len, struct smpp_submit_view
 		memcpy(v->sm, p.short_message, p.sm_length);
 		v->sm_len = p.sm_length;
 		tlv_t *t;
-		smpp34_tlv_for_each(t, p.tlv)
-			view_tlv(v, t);
+		smpp34_tlv_for_each(t, p.tlv) view_tlv(v, t);
 	}
 	destroy_tlv(p.tlv);
 	return rc == 0 ? 0 : -1;
@@ -641,26 +640,46 @@ const char *
 smpp_codec_cmd_name(uint32_t cmd)
 {
 	switch (cmd) {
-	case SMPP_GENERIC_NACK: return "generic_nack";
-	case SMPP_BIND_RECEIVER: return "bind_receiver";
-	case SMPP_BIND_RECEIVER | SMPP_RESP_BIT: return "bind_receiver_resp";
-	case SMPP_BIND_TRANSMITTER: return "bind_transmitter";
-	case SMPP_BIND_TRANSMITTER | SMPP_RESP_BIT: return "bind_transmitter_resp";
-	case SMPP_BIND_TRANSCEIVER: return "bind_transceiver";
-	case SMPP_BIND_TRANSCEIVER | SMPP_RESP_BIT: return "bind_transceiver_resp";
-	case SMPP_SUBMIT_SM: return "submit_sm";
-	case SMPP_SUBMIT_SM | SMPP_RESP_BIT: return "submit_sm_resp";
-	case SMPP_DELIVER_SM: return "deliver_sm";
-	case SMPP_DELIVER_SM | SMPP_RESP_BIT: return "deliver_sm_resp";
-	case SMPP_DATA_SM: return "data_sm";
-	case SMPP_DATA_SM | SMPP_RESP_BIT: return "data_sm_resp";
-	case SMPP_UNBIND: return "unbind";
-	case SMPP_UNBIND | SMPP_RESP_BIT: return "unbind_resp";
-	case SMPP_ENQUIRE_LINK: return "enquire_link";
-	case SMPP_ENQUIRE_LINK | SMPP_RESP_BIT: return "enquire_link_resp";
-	case SMPP_OUTBIND: return "outbind";
-	case SMPP_ALERT_NOTIFICATION: return "alert_notification";
-	default: return "unknown";
+	case SMPP_GENERIC_NACK:
+		return "generic_nack";
+	case SMPP_BIND_RECEIVER:
+		return "bind_receiver";
+	case SMPP_BIND_RECEIVER | SMPP_RESP_BIT:
+		return "bind_receiver_resp";
+	case SMPP_BIND_TRANSMITTER:
+		return "bind_transmitter";
+	case SMPP_BIND_TRANSMITTER | SMPP_RESP_BIT:
+		return "bind_transmitter_resp";
+	case SMPP_BIND_TRANSCEIVER:
+		return "bind_transceiver";
+	case SMPP_BIND_TRANSCEIVER | SMPP_RESP_BIT:
+		return "bind_transceiver_resp";
+	case SMPP_SUBMIT_SM:
+		return "submit_sm";
+	case SMPP_SUBMIT_SM | SMPP_RESP_BIT:
+		return "submit_sm_resp";
+	case SMPP_DELIVER_SM:
+		return "deliver_sm";
+	case SMPP_DELIVER_SM | SMPP_RESP_BIT:
+		return "deliver_sm_resp";
+	case SMPP_DATA_SM:
+		return "data_sm";
+	case SMPP_DATA_SM | SMPP_RESP_BIT:
+		return "data_sm_resp";
+	case SMPP_UNBIND:
+		return "unbind";
+	case SMPP_UNBIND | SMPP_RESP_BIT:
+		return "unbind_resp";
+	case SMPP_ENQUIRE_LINK:
+		return "enquire_link";
+	case SMPP_ENQUIRE_LINK | SMPP_RESP_BIT:
+		return "enquire_link_resp";
+	case SMPP_OUTBIND:
+		return "outbind";
+	case SMPP_ALERT_NOTIFICATION:
+		return "alert_notification";
+	default:
+		return "unknown";
 	}
 }
 
@@ -695,8 +714,7 @@ count_free(void *p)
 void
 smpp_codec_count_allocs(void)
 {
-	static const struct smpp34_memory_functions mf = {count_malloc, count_realloc,
-	                                                  count_free};
+	static const struct smpp34_memory_functions mf = {count_malloc, count_realloc, count_free};
 	static int done;
 
 	if (!done) {

@@ -2,7 +2,7 @@
  * smpp_session.c — one SMPP bind as a state machine (see smpp_session.h).
  *
  *   IDLE -> CONNECTING -> BINDING -> BOUND -> UNBINDING -> CLOSED
- *                ^            |         |          
+ *                ^            |         |
  *                +- WAITING <-+---------+  (error, silence, peer unbind)
  *
  * enter_state() is the only writer of s->state. Every connection gets a new
@@ -68,14 +68,14 @@ struct smpp_session {
 
 	struct slot *win;
 	int win_size, win_used;
-	struct slot enq;           /* outstanding enquire_link */
+	struct slot enq; /* outstanding enquire_link */
 	struct event *state_timer;
 	struct event *enq_timer;
 	struct event *reap;
 
-	int backoff;               /* next reconnect delay, seconds */
+	int backoff; /* next reconnect delay, seconds */
 	bool stopping;
-	int in_cb;                 /* depth of libevent callbacks running */
+	int in_cb; /* depth of libevent callbacks running */
 	bool free_pending;
 	uint32_t rnd;
 };
@@ -92,13 +92,20 @@ const char *
 smpp_session_strstate(enum smpp_state st)
 {
 	switch (st) {
-	case SMPP_ST_IDLE: return "idle";
-	case SMPP_ST_CONNECTING: return "connecting";
-	case SMPP_ST_BINDING: return "binding";
-	case SMPP_ST_BOUND: return "bound";
-	case SMPP_ST_UNBINDING: return "unbinding";
-	case SMPP_ST_WAITING: return "waiting";
-	case SMPP_ST_CLOSED: return "closed";
+	case SMPP_ST_IDLE:
+		return "idle";
+	case SMPP_ST_CONNECTING:
+		return "connecting";
+	case SMPP_ST_BINDING:
+		return "binding";
+	case SMPP_ST_BOUND:
+		return "bound";
+	case SMPP_ST_UNBINDING:
+		return "unbinding";
+	case SMPP_ST_WAITING:
+		return "waiting";
+	case SMPP_ST_CLOSED:
+		return "closed";
 	}
 	return "?";
 }
@@ -225,9 +232,8 @@ window_fail_all(struct smpp_session *s)
 bool
 smpp_session_can_submit(const struct smpp_session *s)
 {
-	return s->state == SMPP_ST_BOUND && s->role != SMPP_ROLE_RX &&
-	       s->win_used < s->win_size && s->bev != NULL &&
-	       evbuffer_get_length(bufferevent_get_output(s->bev)) < OUT_HIGH;
+	return s->state == SMPP_ST_BOUND && s->role != SMPP_ROLE_RX && s->win_used < s->win_size &&
+	       s->bev != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) < OUT_HIGH;
 }
 
 int
@@ -427,8 +433,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		if (s->ssl_ctx != NULL)
 			tls_log_error(s);
 		disconnect(s, (what & BEV_EVENT_EOF) ? "closed by peer"
-		              : err != 0              ? evutil_socket_error_to_string(err)
-		                                      : "TLS or I/O error");
+		              : err != 0             ? evutil_socket_error_to_string(err)
+		                                     : "TLS or I/O error");
 	}
 	s->in_cb--;
 }
@@ -637,9 +643,9 @@ tls_ctx_new(const struct smsc_conf *c)
 	}
 	if (c->tls_cert_file[0] != '\0') {
 		if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert_file) != 1 ||
-		    SSL_CTX_use_PrivateKey_file(ctx, c->tls_key_file[0] ? c->tls_key_file
-		                                                        : c->tls_cert_file,
-		                                SSL_FILETYPE_PEM) != 1)
+		    SSL_CTX_use_PrivateKey_file(
+		        ctx, c->tls_key_file[0] ? c->tls_key_file : c->tls_cert_file,
+		        SSL_FILETYPE_PEM) != 1)
 			goto fail;
 	}
 	return ctx;
@@ -684,8 +690,8 @@ start_connect(struct smpp_session *s)
 	if (s->ssl_ctx != NULL) {
 		SSL *ssl = tls_new(s);
 		s->bev = ssl == NULL ? NULL
-		                     : bufferevent_openssl_socket_new(s->base, -1, ssl,
-		                                                      BUFFEREVENT_SSL_CONNECTING, opts);
+		                     : bufferevent_openssl_socket_new(
+		                           s->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
 		if (s->bev == NULL && ssl != NULL)
 			SSL_free(ssl);
 		if (s->bev != NULL)

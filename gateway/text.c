@@ -60,22 +60,17 @@
  */
 
 static const uint16_t gsm_base[128] = {
-	0x0040, 0x00A3, 0x0024, 0x00A5, 0x00E8, 0x00E9, 0x00F9, 0x00EC,
-	0x00F2, 0x00C7, 0x000A, 0x00D8, 0x00F8, 0x000D, 0x00C5, 0x00E5,
-	0x0394, 0x005F, 0x03A6, 0x0393, 0x039B, 0x03A9, 0x03A0, 0x03A8,
-	0x03A3, 0x0398, 0x039E, 0x00A0, 0x00C6, 0x00E6, 0x00DF, 0x00C9,
-	0x0020, 0x0021, 0x0022, 0x0023, 0x00A4, 0x0025, 0x0026, 0x0027,
-	0x0028, 0x0029, 0x002A, 0x002B, 0x002C, 0x002D, 0x002E, 0x002F,
-	0x0030, 0x0031, 0x0032, 0x0033, 0x0034, 0x0035, 0x0036, 0x0037,
-	0x0038, 0x0039, 0x003A, 0x003B, 0x003C, 0x003D, 0x003E, 0x003F,
-	0x00A1, 0x0041, 0x0042, 0x0043, 0x0044, 0x0045, 0x0046, 0x0047,
-	0x0048, 0x0049, 0x004A, 0x004B, 0x004C, 0x004D, 0x004E, 0x004F,
-	0x0050, 0x0051, 0x0052, 0x0053, 0x0054, 0x0055, 0x0056, 0x0057,
-	0x0058, 0x0059, 0x005A, 0x00C4, 0x00D6, 0x00D1, 0x00DC, 0x00A7,
-	0x00BF, 0x0061, 0x0062, 0x0063, 0x0064, 0x0065, 0x0066, 0x0067,
-	0x0068, 0x0069, 0x006A, 0x006B, 0x006C, 0x006D, 0x006E, 0x006F,
-	0x0070, 0x0071, 0x0072, 0x0073, 0x0074, 0x0075, 0x0076, 0x0077,
-	0x0078, 0x0079, 0x007A, 0x00E4, 0x00F6, 0x00F1, 0x00FC, 0x00E0,
+    0x0040, 0x00A3, 0x0024, 0x00A5, 0x00E8, 0x00E9, 0x00F9, 0x00EC, 0x00F2, 0x00C7, 0x000A, 0x00D8,
+    0x00F8, 0x000D, 0x00C5, 0x00E5, 0x0394, 0x005F, 0x03A6, 0x0393, 0x039B, 0x03A9, 0x03A0, 0x03A8,
+    0x03A3, 0x0398, 0x039E, 0x00A0, 0x00C6, 0x00E6, 0x00DF, 0x00C9, 0x0020, 0x0021, 0x0022, 0x0023,
+    0x00A4, 0x0025, 0x0026, 0x0027, 0x0028, 0x0029, 0x002A, 0x002B, 0x002C, 0x002D, 0x002E, 0x002F,
+    0x0030, 0x0031, 0x0032, 0x0033, 0x0034, 0x0035, 0x0036, 0x0037, 0x0038, 0x0039, 0x003A, 0x003B,
+    0x003C, 0x003D, 0x003E, 0x003F, 0x00A1, 0x0041, 0x0042, 0x0043, 0x0044, 0x0045, 0x0046, 0x0047,
+    0x0048, 0x0049, 0x004A, 0x004B, 0x004C, 0x004D, 0x004E, 0x004F, 0x0050, 0x0051, 0x0052, 0x0053,
+    0x0054, 0x0055, 0x0056, 0x0057, 0x0058, 0x0059, 0x005A, 0x00C4, 0x00D6, 0x00D1, 0x00DC, 0x00A7,
+    0x00BF, 0x0061, 0x0062, 0x0063, 0x0064, 0x0065, 0x0066, 0x0067, 0x0068, 0x0069, 0x006A, 0x006B,
+    0x006C, 0x006D, 0x006E, 0x006F, 0x0070, 0x0071, 0x0072, 0x0073, 0x0074, 0x0075, 0x0076, 0x0077,
+    0x0078, 0x0079, 0x007A, 0x00E4, 0x00F6, 0x00F1, 0x00FC, 0x00E0,
 }; /* 0x1B (ESC) is handled before the table is consulted */
 
 /* Extension table (after 0x1B): code -> Unicode, 0 = undefined. */
@@ -83,17 +78,28 @@ static uint32_t
 gsm_ext_to_cp(uint8_t c)
 {
 	switch (c) {
-	case 0x0A: return 0x0C;
-	case 0x14: return '^';
-	case 0x28: return '{';
-	case 0x29: return '}';
-	case 0x2F: return '\\';
-	case 0x3C: return '[';
-	case 0x3D: return '~';
-	case 0x3E: return ']';
-	case 0x40: return '|';
-	case 0x65: return 0x20AC;
-	default: return 0;
+	case 0x0A:
+		return 0x0C;
+	case 0x14:
+		return '^';
+	case 0x28:
+		return '{';
+	case 0x29:
+		return '}';
+	case 0x2F:
+		return '\\';
+	case 0x3C:
+		return '[';
+	case 0x3D:
+		return '~';
+	case 0x3E:
+		return ']';
+	case 0x40:
+		return '|';
+	case 0x65:
+		return 0x20AC;
+	default:
+		return 0;
 	}
 }
 
@@ -108,21 +114,36 @@ gsm_from_cp(uint32_t cp)
 {
 	if (cp < 0x80) {
 		switch (cp) {
-		case '@': return 0x00;
-		case '$': return 0x02;
-		case '_': return 0x11;
-		case '\n': return 0x0A;
-		case '\r': return 0x0D;
-		case '\f': return GSM_EXT | 0x0A;
-		case '^': return GSM_EXT | 0x14;
-		case '{': return GSM_EXT | 0x28;
-		case '}': return GSM_EXT | 0x29;
-		case '\\': return GSM_EXT | 0x2F;
-		case '[': return GSM_EXT | 0x3C;
-		case '~': return GSM_EXT | 0x3D;
-		case ']': return GSM_EXT | 0x3E;
-		case '|': return GSM_EXT | 0x40;
-		case '`': return -1;
+		case '@':
+			return 0x00;
+		case '$':
+			return 0x02;
+		case '_':
+			return 0x11;
+		case '\n':
+			return 0x0A;
+		case '\r':
+			return 0x0D;
+		case '\f':
+			return GSM_EXT | 0x0A;
+		case '^':
+			return GSM_EXT | 0x14;
+		case '{':
+			return GSM_EXT | 0x28;
+		case '}':
+			return GSM_EXT | 0x29;
+		case '\\':
+			return GSM_EXT | 0x2F;
+		case '[':
+			return GSM_EXT | 0x3C;
+		case '~':
+			return GSM_EXT | 0x3D;
+		case ']':
+			return GSM_EXT | 0x3E;
+		case '|':
+			return GSM_EXT | 0x40;
+		case '`':
+			return -1;
 		default:
 			if (cp >= 0x20 && cp <= 0x7A)
 				return (int)cp;
@@ -130,47 +151,88 @@ gsm_from_cp(uint32_t cp)
 		}
 	}
 	switch (cp) {
-	case 0x00A3: return 0x01;
-	case 0x00A5: return 0x03;
-	case 0x00E8: return 0x04;
-	case 0x00E9: return 0x05;
-	case 0x00F9: return 0x06;
-	case 0x00EC: return 0x07;
-	case 0x00F2: return 0x08;
-	case 0x00C7: return 0x09;
-	case 0x00D8: return 0x0B;
-	case 0x00F8: return 0x0C;
-	case 0x00C5: return 0x0E;
-	case 0x00E5: return 0x0F;
-	case 0x0394: return 0x10;
-	case 0x03A6: return 0x12;
-	case 0x0393: return 0x13;
-	case 0x039B: return 0x14;
-	case 0x03A9: return 0x15;
-	case 0x03A0: return 0x16;
-	case 0x03A8: return 0x17;
-	case 0x03A3: return 0x18;
-	case 0x0398: return 0x19;
-	case 0x039E: return 0x1A;
-	case 0x00C6: return 0x1C;
-	case 0x00E6: return 0x1D;
-	case 0x00DF: return 0x1E;
-	case 0x00C9: return 0x1F;
-	case 0x00A4: return 0x24;
-	case 0x00A1: return 0x40;
-	case 0x00C4: return 0x5B;
-	case 0x00D6: return 0x5C;
-	case 0x00D1: return 0x5D;
-	case 0x00DC: return 0x5E;
-	case 0x00A7: return 0x5F;
-	case 0x00BF: return 0x60;
-	case 0x00E4: return 0x7B;
-	case 0x00F6: return 0x7C;
-	case 0x00F1: return 0x7D;
-	case 0x00FC: return 0x7E;
-	case 0x00E0: return 0x7F;
-	case 0x20AC: return GSM_EXT | 0x65;
-	default: return -1;
+	case 0x00A3:
+		return 0x01;
+	case 0x00A5:
+		return 0x03;
+	case 0x00E8:
+		return 0x04;
+	case 0x00E9:
+		return 0x05;
+	case 0x00F9:
+		return 0x06;
+	case 0x00EC:
+		return 0x07;
+	case 0x00F2:
+		return 0x08;
+	case 0x00C7:
+		return 0x09;
+	case 0x00D8:
+		return 0x0B;
+	case 0x00F8:
+		return 0x0C;
+	case 0x00C5:
+		return 0x0E;
+	case 0x00E5:
+		return 0x0F;
+	case 0x0394:
+		return 0x10;
+	case 0x03A6:
+		return 0x12;
+	case 0x0393:
+		return 0x13;
+	case 0x039B:
+		return 0x14;
+	case 0x03A9:
+		return 0x15;
+	case 0x03A0:
+		return 0x16;
+	case 0x03A8:
+		return 0x17;
+	case 0x03A3:
+		return 0x18;
+	case 0x0398:
+		return 0x19;
+	case 0x039E:
+		return 0x1A;
+	case 0x00C6:
+		return 0x1C;
+	case 0x00E6:
+		return 0x1D;
+	case 0x00DF:
+		return 0x1E;
+	case 0x00C9:
+		return 0x1F;
+	case 0x00A4:
+		return 0x24;
+	case 0x00A1:
+		return 0x40;
+	case 0x00C4:
+		return 0x5B;
+	case 0x00D6:
+		return 0x5C;
+	case 0x00D1:
+		return 0x5D;
+	case 0x00DC:
+		return 0x5E;
+	case 0x00A7:
+		return 0x5F;
+	case 0x00BF:
+		return 0x60;
+	case 0x00E4:
+		return 0x7B;
+	case 0x00F6:
+		return 0x7C;
+	case 0x00F1:
+		return 0x7D;
+	case 0x00FC:
+		return 0x7E;
+	case 0x00E0:
+		return 0x7F;
+	case 0x20AC:
+		return GSM_EXT | 0x65;
+	default:
+		return -1;
 	}
 }
 
@@ -325,13 +387,20 @@ dcs_alphabet(uint8_t dcs, enum dc0_meaning dc0)
 
 	if (dcs < 0x10) {
 		switch (dcs) {
-		case 0x00: return dc0 == DC0_LATIN1 ? AL_LATIN1 : AL_GSM;
-		case 0x01: return AL_IA5;
-		case 0x02: return AL_BINARY;
-		case 0x03: return AL_LATIN1;
-		case 0x04: return AL_BINARY;
-		case 0x08: return AL_UCS2;
-		default: return AL_IA5;
+		case 0x00:
+			return dc0 == DC0_LATIN1 ? AL_LATIN1 : AL_GSM;
+		case 0x01:
+			return AL_IA5;
+		case 0x02:
+			return AL_BINARY;
+		case 0x03:
+			return AL_LATIN1;
+		case 0x04:
+			return AL_BINARY;
+		case 0x08:
+			return AL_UCS2;
+		default:
+			return AL_IA5;
 		}
 	}
 	if (dcs < 0x80) {
@@ -346,7 +415,7 @@ dcs_alphabet(uint8_t dcs, enum dc0_meaning dc0)
 	if (dcs < 0xE0)
 		return AL_GSM; /* message waiting, discard / store, GSM */
 	if (dcs < 0xF0)
-		return AL_UCS2; /* message waiting, store, UCS2 */
+		return AL_UCS2;                   /* message waiting, store, UCS2 */
 	return (dcs & 0x04) ? AL_BINARY : AL_GSM; /* data coding / message class */
 }
 
@@ -391,8 +460,8 @@ decode_8bit(struct wbuf *w, const uint8_t *in, size_t n, enum alphabet al)
 
 		if (al == AL_IA5 && c >= 0x80)
 			wb_cp(w, REPL);
-		else if (al == AL_BINARY && (c < 0x20 || (c >= 0x7F && c < 0xA0)) &&
-		         c != '\t' && c != '\n' && c != '\r')
+		else if (al == AL_BINARY && (c < 0x20 || (c >= 0x7F && c < 0xA0)) && c != '\t' &&
+		         c != '\n' && c != '\r')
 			wb_cp(w, REPL);
 		else
 			wb_cp(w, c); /* 0x00 becomes U+FFFD in wb_cp */
@@ -412,8 +481,8 @@ decode_ucs2(struct wbuf *w, const uint8_t *in, size_t n)
 		le = true;
 	}
 	for (; i + 1 < n && !w->full; i += 2) {
-		uint32_t u = le ? (uint32_t)(in[i] | in[i + 1] << 8)
-		                : (uint32_t)(in[i] << 8 | in[i + 1]);
+		uint32_t u =
+		    le ? (uint32_t)(in[i] | in[i + 1] << 8) : (uint32_t)(in[i] << 8 | in[i + 1]);
 
 		if (u >= 0xD800 && u <= 0xDBFF && i + 3 < n) {
 			uint32_t l = le ? (uint32_t)(in[i + 2] | in[i + 3] << 8)
@@ -470,64 +539,47 @@ text_decode(uint8_t dcs, enum dc0_meaning dc0, const uint8_t *in, size_t n, char
  * (Latin Extended Additional: every Vietnamese vowel with a tone mark).
  */
 static const char fold_latin[400][3] = {
-	"A", "A", "A", "A", "A", "A", "AE", "C", "E", "E", "E", "E",
-	"I", "I", "I", "I", "D", "N", "O", "O", "O", "O", "O", "",
-	"O", "U", "U", "U", "U", "Y", "TH", "ss", "a", "a", "a", "a",
-	"a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
-	"d", "n", "o", "o", "o", "o", "o", "", "o", "u", "u", "u",
-	"u", "y", "th", "y", "A", "a", "A", "a", "A", "a", "C", "c",
-	"C", "c", "C", "c", "C", "c", "D", "d", "D", "d", "E", "e",
-	"E", "e", "E", "e", "E", "e", "E", "e", "G", "g", "G", "g",
-	"G", "g", "G", "g", "H", "h", "H", "h", "I", "i", "I", "i",
-	"I", "i", "I", "i", "I", "i", "IJ", "ij", "J", "j", "K", "k",
-	"q", "L", "l", "L", "l", "L", "l", "L", "l", "L", "l", "N",
-	"n", "N", "n", "N", "n", "n", "N", "n", "O", "o", "O", "o",
-	"O", "o", "OE", "oe", "R", "r", "R", "r", "R", "r", "S", "s",
-	"S", "s", "S", "s", "S", "s", "T", "t", "T", "t", "T", "t",
-	"U", "u", "U", "u", "U", "u", "U", "u", "U", "u", "U", "u",
-	"W", "w", "Y", "y", "Y", "Z", "z", "Z", "z", "Z", "z", "s",
-	"b", "B", "", "", "", "", "", "C", "c", "", "D", "",
-	"", "", "", "", "", "F", "f", "G", "", "", "", "I",
-	"K", "k", "l", "", "", "N", "n", "", "O", "o", "", "",
-	"P", "p", "", "", "", "", "", "t", "T", "t", "T", "U",
-	"u", "", "V", "Y", "y", "Z", "z", "", "", "", "", "",
-	"", "", "", "", "", "", "", "", "DZ", "Dz", "dz", "LJ",
-	"Lj", "lj", "NJ", "Nj", "nj", "A", "a", "I", "i", "O", "o", "U",
-	"u", "U", "u", "U", "u", "U", "u", "U", "u", "", "A", "a",
-	"A", "a", "", "", "G", "g", "G", "g", "K", "k", "O", "o",
-	"O", "o", "", "", "j", "DZ", "Dz", "dz", "G", "g", "", "",
-	"N", "n", "A", "a", "", "", "", "", "A", "a", "A", "a",
-	"E", "e", "E", "e", "I", "i", "I", "i", "O", "o", "O", "o",
-	"R", "r", "R", "r", "U", "u", "U", "u", "S", "s", "T", "t",
-	"", "", "H", "h", "", "d", "", "", "", "", "A", "a",
-	"E", "e", "O", "o", "O", "o", "O", "o", "O", "o", "Y", "y",
-	"l", "n", "t", "j", "", "", "A", "C", "c", "L", "T", "s",
-	"z", "", "", "B", "U", "", "E", "e", "J", "j", "Q", "q",
-	"R", "r", "Y", "y",
+    "A", "A",  "A",  "A",  "A",  "A",  "AE", "C",  "E",  "E",  "E",  "E",  "I",  "I", "I",  "I",
+    "D", "N",  "O",  "O",  "O",  "O",  "O",  "",   "O",  "U",  "U",  "U",  "U",  "Y", "TH", "ss",
+    "a", "a",  "a",  "a",  "a",  "a",  "ae", "c",  "e",  "e",  "e",  "e",  "i",  "i", "i",  "i",
+    "d", "n",  "o",  "o",  "o",  "o",  "o",  "",   "o",  "u",  "u",  "u",  "u",  "y", "th", "y",
+    "A", "a",  "A",  "a",  "A",  "a",  "C",  "c",  "C",  "c",  "C",  "c",  "C",  "c", "D",  "d",
+    "D", "d",  "E",  "e",  "E",  "e",  "E",  "e",  "E",  "e",  "E",  "e",  "G",  "g", "G",  "g",
+    "G", "g",  "G",  "g",  "H",  "h",  "H",  "h",  "I",  "i",  "I",  "i",  "I",  "i", "I",  "i",
+    "I", "i",  "IJ", "ij", "J",  "j",  "K",  "k",  "q",  "L",  "l",  "L",  "l",  "L", "l",  "L",
+    "l", "L",  "l",  "N",  "n",  "N",  "n",  "N",  "n",  "n",  "N",  "n",  "O",  "o", "O",  "o",
+    "O", "o",  "OE", "oe", "R",  "r",  "R",  "r",  "R",  "r",  "S",  "s",  "S",  "s", "S",  "s",
+    "S", "s",  "T",  "t",  "T",  "t",  "T",  "t",  "U",  "u",  "U",  "u",  "U",  "u", "U",  "u",
+    "U", "u",  "U",  "u",  "W",  "w",  "Y",  "y",  "Y",  "Z",  "z",  "Z",  "z",  "Z", "z",  "s",
+    "b", "B",  "",   "",   "",   "",   "",   "C",  "c",  "",   "D",  "",   "",   "",  "",   "",
+    "",  "F",  "f",  "G",  "",   "",   "",   "I",  "K",  "k",  "l",  "",   "",   "N", "n",  "",
+    "O", "o",  "",   "",   "P",  "p",  "",   "",   "",   "",   "",   "t",  "T",  "t", "T",  "U",
+    "u", "",   "V",  "Y",  "y",  "Z",  "z",  "",   "",   "",   "",   "",   "",   "",  "",   "",
+    "",  "",   "",   "",   "DZ", "Dz", "dz", "LJ", "Lj", "lj", "NJ", "Nj", "nj", "A", "a",  "I",
+    "i", "O",  "o",  "U",  "u",  "U",  "u",  "U",  "u",  "U",  "u",  "U",  "u",  "",  "A",  "a",
+    "A", "a",  "",   "",   "G",  "g",  "G",  "g",  "K",  "k",  "O",  "o",  "O",  "o", "",   "",
+    "j", "DZ", "Dz", "dz", "G",  "g",  "",   "",   "N",  "n",  "A",  "a",  "",   "",  "",   "",
+    "A", "a",  "A",  "a",  "E",  "e",  "E",  "e",  "I",  "i",  "I",  "i",  "O",  "o", "O",  "o",
+    "R", "r",  "R",  "r",  "U",  "u",  "U",  "u",  "S",  "s",  "T",  "t",  "",   "",  "H",  "h",
+    "",  "d",  "",   "",   "",   "",   "A",  "a",  "E",  "e",  "O",  "o",  "O",  "o", "O",  "o",
+    "O", "o",  "Y",  "y",  "l",  "n",  "t",  "j",  "",   "",   "A",  "C",  "c",  "L", "T",  "s",
+    "z", "",   "",   "B",  "U",  "",   "E",  "e",  "J",  "j",  "Q",  "q",  "R",  "r", "Y",  "y",
 };
 static const char fold_ext[256][3] = {
-	"A", "a", "B", "b", "B", "b", "B", "b", "C", "c", "D", "d",
-	"D", "d", "D", "d", "D", "d", "D", "d", "E", "e", "E", "e",
-	"E", "e", "E", "e", "E", "e", "F", "f", "G", "g", "H", "h",
-	"H", "h", "H", "h", "H", "h", "H", "h", "I", "i", "I", "i",
-	"K", "k", "K", "k", "K", "k", "L", "l", "L", "l", "L", "l",
-	"L", "l", "M", "m", "M", "m", "M", "m", "N", "n", "N", "n",
-	"N", "n", "N", "n", "O", "o", "O", "o", "O", "o", "O", "o",
-	"P", "p", "P", "p", "R", "r", "R", "r", "R", "r", "R", "r",
-	"S", "s", "S", "s", "S", "s", "S", "s", "S", "s", "T", "t",
-	"T", "t", "T", "t", "T", "t", "U", "u", "U", "u", "U", "u",
-	"U", "u", "U", "u", "V", "v", "V", "v", "W", "w", "W", "w",
-	"W", "w", "W", "w", "W", "w", "X", "x", "X", "x", "Y", "y",
-	"Z", "z", "Z", "z", "Z", "z", "h", "t", "w", "y", "a", "s",
-	"s", "s", "SS", "", "A", "a", "A", "a", "A", "a", "A", "a",
-	"A", "a", "A", "a", "A", "a", "A", "a", "A", "a", "A", "a",
-	"A", "a", "A", "a", "E", "e", "E", "e", "E", "e", "E", "e",
-	"E", "e", "E", "e", "E", "e", "E", "e", "I", "i", "I", "i",
-	"O", "o", "O", "o", "O", "o", "O", "o", "O", "o", "O", "o",
-	"O", "o", "O", "o", "O", "o", "O", "o", "O", "o", "O", "o",
-	"U", "u", "U", "u", "U", "u", "U", "u", "U", "u", "U", "u",
-	"U", "u", "Y", "y", "Y", "y", "Y", "y", "Y", "y", "", "",
-	"", "", "", "",
+    "A", "a", "B", "b", "B", "b", "B",  "b", "C", "c", "D", "d", "D", "d", "D", "d", "D", "d", "D",
+    "d", "E", "e", "E", "e", "E", "e",  "E", "e", "E", "e", "F", "f", "G", "g", "H", "h", "H", "h",
+    "H", "h", "H", "h", "H", "h", "I",  "i", "I", "i", "K", "k", "K", "k", "K", "k", "L", "l", "L",
+    "l", "L", "l", "L", "l", "M", "m",  "M", "m", "M", "m", "N", "n", "N", "n", "N", "n", "N", "n",
+    "O", "o", "O", "o", "O", "o", "O",  "o", "P", "p", "P", "p", "R", "r", "R", "r", "R", "r", "R",
+    "r", "S", "s", "S", "s", "S", "s",  "S", "s", "S", "s", "T", "t", "T", "t", "T", "t", "T", "t",
+    "U", "u", "U", "u", "U", "u", "U",  "u", "U", "u", "V", "v", "V", "v", "W", "w", "W", "w", "W",
+    "w", "W", "w", "W", "w", "X", "x",  "X", "x", "Y", "y", "Z", "z", "Z", "z", "Z", "z", "h", "t",
+    "w", "y", "a", "s", "s", "s", "SS", "",  "A", "a", "A", "a", "A", "a", "A", "a", "A", "a", "A",
+    "a", "A", "a", "A", "a", "A", "a",  "A", "a", "A", "a", "A", "a", "E", "e", "E", "e", "E", "e",
+    "E", "e", "E", "e", "E", "e", "E",  "e", "E", "e", "I", "i", "I", "i", "O", "o", "O", "o", "O",
+    "o", "O", "o", "O", "o", "O", "o",  "O", "o", "O", "o", "O", "o", "O", "o", "O", "o", "O", "o",
+    "U", "u", "U", "u", "U", "u", "U",  "u", "U", "u", "U", "u", "U", "u", "Y", "y", "Y", "y", "Y",
+    "y", "Y", "y", "",  "",  "",  "",   "",  "",
 };
 
 /* The ASCII replacement of cp, "" for a mark to drop, NULL to keep it. */
@@ -589,18 +641,38 @@ subst_cp(uint32_t cp)
 {
 	switch (cp) {
 	case '`':
-	case 0x2018: case 0x2019: case 0x201A: case 0x201B: case 0x2032:
+	case 0x2018:
+	case 0x2019:
+	case 0x201A:
+	case 0x201B:
+	case 0x2032:
 		return "'";
-	case 0x00AB: case 0x00BB: case 0x201C: case 0x201D: case 0x201E: case 0x2033:
+	case 0x00AB:
+	case 0x00BB:
+	case 0x201C:
+	case 0x201D:
+	case 0x201E:
+	case 0x2033:
 		return "\"";
-	case 0x2010: case 0x2011: case 0x2012: case 0x2013: case 0x2014: case 0x2015:
+	case 0x2010:
+	case 0x2011:
+	case 0x2012:
+	case 0x2013:
+	case 0x2014:
+	case 0x2015:
 	case 0x2212:
 		return "-";
-	case 0x00A0: case 0x2002: case 0x2003: case 0x2009: case 0x202F:
+	case 0x00A0:
+	case 0x2002:
+	case 0x2003:
+	case 0x2009:
+	case 0x202F:
 		return " ";
 	case 0x2026:
 		return "...";
-	case 0x200B: case 0x200C: case 0x200D:
+	case 0x200B:
+	case 0x200C:
+	case 0x200D:
 		return "";
 	default:
 		return NULL;
@@ -761,8 +833,7 @@ encode_core(const char *utf8, enum text_mode mode, enum long_mode lm, int max_se
 			used = 0;
 		}
 		used += (size_t)k;
-		if (out != NULL && total > single && lm != LONG_PAYLOAD &&
-		    nseg > max_segments)
+		if (out != NULL && total > single && lm != LONG_PAYLOAD && nseg > max_segments)
 			return -1; /* no need to read further */
 	}
 	if (total <= single)

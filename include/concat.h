@@ -19,7 +19,7 @@ struct concat;
 
 struct concat_part {
 	const char *link;
-	const char *from;    /* normalised MSISDN */
+	const char *from; /* normalised MSISDN */
 	const char *to;
 	const char *smsc_id; /* "" when none */
 	uint16_t ref;
@@ -44,8 +44,8 @@ void concat_free(struct concat *c);
  * before concat_add returns. Returns 0, or -1 for an invalid part (seq 0,
  * seq > total, total 0).
  */
-int concat_add(struct concat *c, const struct concat_part *p, enum dc0_meaning dc0,
-               int64_t now, concat_done_cb done, void *arg);
+int concat_add(struct concat *c, const struct concat_part *p, enum dc0_meaning dc0, int64_t now,
+               concat_done_cb done, void *arg);
 
 /* Delivers every message whose first part is older than the timeout. */
 void concat_expire(struct concat *c, int64_t now, enum dc0_meaning dc0, concat_done_cb done,
@@ -60,7 +60,7 @@ int concat_pending(const struct concat *c);
  * fields when found, 0 when the UDH has none, -1 when the UDH is malformed.
  * *udh_len receives the UDH length including its length octet.
  */
-int concat_parse_udh(const uint8_t *sm, size_t len, uint16_t *ref, uint8_t *total,
-                     uint8_t *seq, size_t *udh_len);
+int concat_parse_udh(const uint8_t *sm, size_t len, uint16_t *ref, uint8_t *total, uint8_t *seq,
+                     size_t *udh_len);
 
 #endif

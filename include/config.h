@@ -36,26 +36,26 @@ struct smsc_conf {
 	char tls_ca_file[256];   /* CA bundle to verify the SMSC certificate */
 	char tls_cert_file[256]; /* optional client certificate */
 	char tls_key_file[256];
-	bool tls_verify;          /* verify certificate and host name */
+	bool tls_verify; /* verify certificate and host name */
 	char system_id[16];
 	char password[9];
 	char system_type[13];
 	enum bind_mode bind;
-	int window;               /* outstanding requests per bind */
-	int rate;                 /* segments per second, 0 = unlimited */
-	int enquire_link;         /* seconds between enquire_link */
-	int response_timeout;     /* seconds to wait for any response */
-	int reconnect_min;        /* seconds, first backoff */
-	int reconnect_max;        /* seconds, backoff cap */
-	int throttle_pause_ms;    /* pause after ESME_RTHROTTLED / RMSGQFUL */
-	int max_retries;          /* temporary errors before a message fails */
+	int window;            /* outstanding requests per bind */
+	int rate;              /* segments per second, 0 = unlimited */
+	int enquire_link;      /* seconds between enquire_link */
+	int response_timeout;  /* seconds to wait for any response */
+	int reconnect_min;     /* seconds, first backoff */
+	int reconnect_max;     /* seconds, backoff cap */
+	int throttle_pause_ms; /* pause after ESME_RTHROTTLED / RMSGQFUL */
+	int max_retries;       /* temporary errors before a message fails */
 	char source_addr[21];
 	int source_ton, source_npi;
 	int dest_ton, dest_npi;
 	struct str_list short_codes;
 	struct str_list ussd_codes;
 	struct str_list prefixes;
-	bool default_route;       /* carries traffic no prefix matches */
+	bool default_route;          /* carries traffic no prefix matches */
 	enum id_base submit_id_base; /* message_id in submit_sm_resp */
 	enum id_base dlr_id_base;    /* id in receipts */
 	enum dc0_meaning dc0;
@@ -67,8 +67,8 @@ struct smsc_conf {
 	enum ussd_key ussd_session_key;
 	int ussd_op_begin, ussd_op_continue, ussd_op_request, ussd_op_end;
 	struct str_list ussd_op_abort; /* numbers, e.g. "0x81 0x22" */
-	int max_pdu;              /* bytes, command_length bound */
-	int reassembly_timeout;   /* seconds before a partial MO is delivered */
+	int max_pdu;                   /* bytes, command_length bound */
+	int reassembly_timeout;        /* seconds before a partial MO is delivered */
 };
 
 struct sg_config {
@@ -77,45 +77,45 @@ struct sg_config {
 	char log_level[8];
 	bool log_mask_msisdn;
 	char pid_file[256];
-	int shutdown_timeout;     /* seconds to finish in-flight work */
+	int shutdown_timeout; /* seconds to finish in-flight work */
 	char instance_name[64];
-	bool link_lock;           /* hold each link's advisory lock to bind it */
-	int link_lock_interval;   /* seconds between lock attempts and heartbeats */
+	bool link_lock;         /* hold each link's advisory lock to bind it */
+	int link_lock_interval; /* seconds between lock attempts and heartbeats */
 	/* [database] */
 	char db_conninfo[512];
-	int db_pool;              /* connections */
-	int db_batch_max;         /* messages per group commit */
-	int db_batch_wait_ms;     /* longest wait before a partial batch commits */
-	int db_queue_max;         /* pending queries before callers are refused */
-	int db_reconnect_max;     /* seconds, backoff cap */
-	int mo_temp_error;        /* status sent when an MO cannot be committed */
-	int dedupe_window;        /* seconds: same number + text = duplicate */
+	int db_pool;          /* connections */
+	int db_batch_max;     /* messages per group commit */
+	int db_batch_wait_ms; /* longest wait before a partial batch commits */
+	int db_queue_max;     /* pending queries before callers are refused */
+	int db_reconnect_max; /* seconds, backoff cap */
+	int mo_temp_error;    /* status sent when an MO cannot be committed */
+	int dedupe_window;    /* seconds: same number + text = duplicate */
 	/* [http] */
 	char http_listen[128];
 	char http_tls_cert[256];
 	char http_tls_key[256];
-	int http_max_body;        /* bytes */
-	int http_timeout;         /* seconds */
+	int http_max_body; /* bytes */
+	int http_timeout;  /* seconds */
 	char http_dashboard_dir[256];
 	/* [campaign] */
 	char timezone[64];
-	char quiet_hours[16];     /* "21:00-07:00" or "" */
-	int daily_cap;            /* messages per number per day from campaigns */
+	char quiet_hours[16]; /* "21:00-07:00" or "" */
+	int daily_cap;        /* messages per number per day from campaigns */
 	int reminder_max_per_skill;
 	int reminder_unfinished_delay; /* seconds */
 	int reminder_failed_delay;
 	int reminder_next_delay;
-	int mt_validity;          /* seconds a queued bulk MT stays sendable */
+	int mt_validity; /* seconds a queued bulk MT stays sendable */
 	/* [content] */
 	char content_dir[256];
 	char default_language[4];
-	int pass_mark;            /* of quiz_length */
+	int pass_mark; /* of quiz_length */
 	int quiz_length;
 	enum prof_rule proficiency_rule;
-	int flow_idle_timeout;    /* seconds */
-	int help_interval;        /* seconds between unsolicited help texts */
-	int loop_max;             /* identical exchanges ... */
-	int loop_window;          /* ... within this many seconds */
+	int flow_idle_timeout; /* seconds */
+	int help_interval;     /* seconds between unsolicited help texts */
+	int loop_max;          /* identical exchanges ... */
+	int loop_window;       /* ... within this many seconds */
 	int ussd_idle_timeout;
 	int ussd_total_timeout;
 	char ussd_code[24];
@@ -135,8 +135,7 @@ int config_load(const char *path, struct sg_config *cfg, FILE *err);
 void config_write_sample(FILE *out);
 
 /* Visits every key of the table: section ("smsc" for links), key, doc. */
-void config_each_key(void (*fn)(const char *section, const char *key,
-                                const char *doc, void *arg),
+void config_each_key(void (*fn)(const char *section, const char *key, const char *doc, void *arg),
                      void *arg);
 
 #endif

@@ -15,13 +15,13 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define CONTENT_LANGS 2        /* 0 = "vi", 1 = "en" */
-#define CONTENT_ID_MAX 16      /* question id incl. NUL: [a-z0-9_-]{1,15} */
+#define CONTENT_LANGS 2   /* 0 = "vi", 1 = "en" */
+#define CONTENT_ID_MAX 16 /* question id incl. NUL: [a-z0-9_-]{1,15} */
 #define CONTENT_MIN_QUESTIONS 8
 #define CONTENT_MAX_QUESTIONS 200 /* per skill per language */
-#define CONTENT_MAX_SEGMENTS 3 /* hard cap for any rendered reply */
-#define CONTENT_UCS2_SEG 67    /* UCS-2 characters per concatenated part */
-#define CONTENT_USSD_MAX 160   /* GSM-7 characters per USSD screen (ussd.txt) */
+#define CONTENT_MAX_SEGMENTS 3    /* hard cap for any rendered reply */
+#define CONTENT_UCS2_SEG 67       /* UCS-2 characters per concatenated part */
+#define CONTENT_USSD_MAX 160      /* GSM-7 characters per USSD screen (ussd.txt) */
 
 struct content;
 
@@ -29,9 +29,9 @@ struct content;
 struct content_question {
 	char id[CONTENT_ID_MAX];
 	const char *text;
-	const char *opt[4];    /* options A..D */
-	int answer;            /* 0..3 = A..D */
-	const char *why;       /* one-line explanation shown on a wrong answer */
+	const char *opt[4]; /* options A..D */
+	int answer;         /* 0..3 = A..D */
+	const char *why;    /* one-line explanation shown on a wrong answer */
 };
 
 /* A template variable: {name} is replaced by value. */
@@ -76,12 +76,12 @@ const char *content_self_question(const struct content *c, int lang, int skill);
 int content_question_count(const struct content *c, int lang, int skill);
 
 /* The idx-th question (file order), or NULL when out of range. Borrowed. */
-const struct content_question *content_question_at(const struct content *c, int lang,
-                                                   int skill, int idx);
+const struct content_question *content_question_at(const struct content *c, int lang, int skill,
+                                                   int idx);
 
 /* The question with this id in skill's bank, or NULL. Borrowed. */
-const struct content_question *content_question_find(const struct content *c, int lang,
-                                                     int skill, const char *id);
+const struct content_question *content_question_find(const struct content *c, int lang, int skill,
+                                                     const char *id);
 
 /*
  * Expands {name} placeholders in tmpl from vars into out (always
@@ -89,8 +89,8 @@ const struct content_question *content_question_find(const struct content *c, in
  * placeholder with no matching var is copied literally. Returns the bytes
  * written, excluding the NUL.
  */
-size_t content_render(const char *tmpl, const struct content_var *vars, int nvars,
-                      char *out, size_t cap);
+size_t content_render(const char *tmpl, const struct content_var *vars, int nvars, char *out,
+                      size_t cap);
 
 /*
  * Folds Vietnamese diacritics (precomposed and combining forms) to plain

@@ -14,9 +14,9 @@
 
 struct ctl {
 	const char *config_path;
-	struct sg_config *cfg;  /* loaded from -c (or the default path) */
-	const char *sql_dir;    /* migrations (default: <bin>/../sql) */
-	PGconn *db;             /* connected on first ctl_db() */
+	struct sg_config *cfg; /* loaded from -c (or the default path) */
+	const char *sql_dir;   /* migrations (default: <bin>/../sql) */
+	PGconn *db;            /* connected on first ctl_db() */
 };
 
 /* The database connection, connected on first use; exits(1) with a clear

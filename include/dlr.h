@@ -12,10 +12,10 @@
 #include "msg.h"    /* enum msg_dlr_state */
 
 struct dlr_text {
-	char id[MSG_SMSC_ID_MAX]; /* raw id: field */
-	enum msg_dlr_state state; /* from stat: (MSG_DLR_UNKNOWN if absent) */
-	int err;                  /* err: field, -1 when absent */
-	int sub, dlvrd;           /* -1 when absent */
+	char id[MSG_SMSC_ID_MAX];            /* raw id: field */
+	enum msg_dlr_state state;            /* from stat: (MSG_DLR_UNKNOWN if absent) */
+	int err;                             /* err: field, -1 when absent */
+	int sub, dlvrd;                      /* -1 when absent */
 	char submit_date[16], done_date[16]; /* digits as given, "" absent */
 };
 

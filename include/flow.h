@@ -30,48 +30,48 @@ enum flow_rule { FLOW_RULE_SELF = 0, FLOW_RULE_QUIZ = 1, FLOW_RULE_BOTH = 2 };
 const char *flow_rule_name(enum flow_rule rule);
 
 struct flow_cfg {
-	int pass_mark;          /* correct answers needed, default 4 */
-	int quiz_length;        /* questions per quiz, default 5 */
-	enum flow_rule rule;    /* what "proficient" means */
-	int idle_timeout;       /* seconds a flow waits for an answer */
-	int help_interval;      /* seconds between unsolicited help texts */
+	int pass_mark;       /* correct answers needed, default 4 */
+	int quiz_length;     /* questions per quiz, default 5 */
+	enum flow_rule rule; /* what "proficient" means */
+	int idle_timeout;    /* seconds a flow waits for an answer */
+	int help_interval;   /* seconds between unsolicited help texts */
 };
 
 /* Snapshot of one subscriber, read from the database with the MO. */
 struct flow_sub {
 	char msisdn[24];
-	char lang[3];                 /* "vi" or "en" */
+	char lang[3]; /* "vi" or "en" */
 	bool opted_out;
-	bool is_new;                  /* first message ever from this number */
-	int self_level[FLOW_SKILLS];  /* -1 never assessed, else 0..3 */
-	int best_quiz[FLOW_SKILLS];   /* -1 never taken, else best score */
+	bool is_new;                 /* first message ever from this number */
+	int self_level[FLOW_SKILLS]; /* -1 never assessed, else 0..3 */
+	int best_quiz[FLOW_SKILLS];  /* -1 never taken, else best score */
 	bool quiz_passed[FLOW_SKILLS];
-	char state[FLOW_STATE_MAX];   /* flow state as stored ("" = none) */
-	int64_t state_at;             /* unix seconds of the last state change */
-	int64_t help_at;              /* unix seconds of the last unsolicited help, 0 never */
-	char household[32];           /* household code, "" none */
+	char state[FLOW_STATE_MAX]; /* flow state as stored ("" = none) */
+	int64_t state_at;           /* unix seconds of the last state change */
+	int64_t help_at;            /* unix seconds of the last unsolicited help, 0 never */
+	char household[32];         /* household code, "" none */
 	bool household_covered;
 	int household_members;
-	uint8_t household_skills;     /* bit i: some member proficient in skill i+1 */
+	uint8_t household_skills; /* bit i: some member proficient in skill i+1 */
 };
 
 enum flow_event_kind { FLOW_EV_SELF = 0, FLOW_EV_QUIZ = 1 };
 
 struct flow_event { /* one proficiency event to append */
-	int skill;          /* 1..5 */
+	int skill;  /* 1..5 */
 	enum flow_event_kind kind;
-	int value;          /* self level 0..3, or quiz score */
-	bool passed;        /* quiz only */
+	int value;   /* self level 0..3, or quiz score */
+	bool passed; /* quiz only */
 };
 
 struct flow_result {
 	int n_replies;
 	char reply[FLOW_MAX_REPLIES][FLOW_REPLY_MAX];
-	char state[FLOW_STATE_MAX];   /* new state ("" = no flow in progress) */
+	char state[FLOW_STATE_MAX]; /* new state ("" = no flow in progress) */
 	bool state_changed;
-	char lang[3];                 /* new language ("" = unchanged) */
-	int opt;                      /* +1 opt in, -1 opt out, 0 unchanged */
-	bool help_sent;               /* an unsolicited help text was sent: store help_at */
+	char lang[3];   /* new language ("" = unchanged) */
+	int opt;        /* +1 opt in, -1 opt out, 0 unchanged */
+	bool help_sent; /* an unsolicited help text was sent: store help_at */
 	/*
 	 * Household join: when join_code is set the store tries to join and
 	 * sends reply_join_ok or reply_join_unknown instead of reply[] (which is
@@ -91,8 +91,8 @@ struct flow_result {
  * An opted-out subscriber gets no reply except to START/BATDAU.
  */
 void flow_handle_sms(const struct content *c, const struct flow_cfg *cfg,
-                     const struct flow_sub *sub, const char *text, int64_t now,
-                     uint32_t seed, struct flow_result *out);
+                     const struct flow_sub *sub, const char *text, int64_t now, uint32_t seed,
+                     struct flow_result *out);
 
 /* Normalises input for matching: diacritics folded, upper-cased, spaces and
  * punctuation trimmed/collapsed. Writes at most cap bytes. */

@@ -25,7 +25,7 @@ struct gateway_link_status {
 	int rate;                /* configured segments per second */
 	int queued[MSG_PRIO_COUNT];
 	uint64_t submitted, submit_failed, received, dlrs;
-	bool paused;             /* throttled */
+	bool paused; /* throttled */
 };
 
 /* cfg and ops are borrowed and must outlive the gateway. */

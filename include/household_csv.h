@@ -25,14 +25,14 @@
 
 /* One valid row; strings are NUL-terminated and already normalised. */
 struct hhcsv_row {
-	int line;                               /* physical line the record starts on */
+	int line; /* physical line the record starts on */
 	char household_code[HHCSV_CODE_MAX + 1];
-	char province[3];                       /* 2 digits */
-	char district[4];                       /* 3 digits */
-	char commune[6];                        /* 5 digits */
+	char province[3]; /* 2 digits */
+	char district[4]; /* 3 digits */
+	char commune[6];  /* 5 digits */
 	char village[HHCSV_VILLAGE_MAX + 1];
-	char msisdn[16];                        /* "" = household without a phone */
-	char language[3];                       /* "vi" or "en" */
+	char msisdn[16];  /* "" = household without a phone */
+	char language[3]; /* "vi" or "en" */
 };
 
 /*

@@ -19,16 +19,16 @@
 
 /* The API routes under /api/v1, in match order. */
 enum http_route {
-	HTTP_ROUTE_UNKNOWN = 0,     /* no route has this path */
-	HTTP_ROUTE_SUBSCRIBER,      /* GET  /api/v1/subscribers/{msisdn} */
-	HTTP_ROUTE_IMPORT,          /* POST /api/v1/households/import */
-	HTTP_ROUTE_COVERAGE,        /* GET  /api/v1/reports/coverage */
-	HTTP_ROUTE_BROADCAST_CREATE,/* POST /api/v1/broadcasts */
-	HTTP_ROUTE_BROADCAST_LIST,  /* GET  /api/v1/broadcasts */
-	HTTP_ROUTE_BROADCAST_CANCEL,/* POST /api/v1/broadcasts/{id}/cancel */
-	HTTP_ROUTE_BROADCAST_SHOW,  /* GET  /api/v1/broadcasts/{id} */
-	HTTP_ROUTE_MESSAGE,         /* POST /api/v1/messages */
-	HTTP_ROUTE_BAD_METHOD,      /* a route has this path, but not this method */
+	HTTP_ROUTE_UNKNOWN = 0,      /* no route has this path */
+	HTTP_ROUTE_SUBSCRIBER,       /* GET  /api/v1/subscribers/{msisdn} */
+	HTTP_ROUTE_IMPORT,           /* POST /api/v1/households/import */
+	HTTP_ROUTE_COVERAGE,         /* GET  /api/v1/reports/coverage */
+	HTTP_ROUTE_BROADCAST_CREATE, /* POST /api/v1/broadcasts */
+	HTTP_ROUTE_BROADCAST_LIST,   /* GET  /api/v1/broadcasts */
+	HTTP_ROUTE_BROADCAST_CANCEL, /* POST /api/v1/broadcasts/{id}/cancel */
+	HTTP_ROUTE_BROADCAST_SHOW,   /* GET  /api/v1/broadcasts/{id} */
+	HTTP_ROUTE_MESSAGE,          /* POST /api/v1/messages */
+	HTTP_ROUTE_BAD_METHOD,       /* a route has this path, but not this method */
 };
 
 /* Request methods as far as routing cares (evhttp's are mapped by the caller). */
@@ -81,8 +81,7 @@ int http_parse_list_limit(const char *qs);
  * *segment at the segment object (inside o, or left NULL). Else returns a
  * static error detail.
  */
-const char *http_parse_broadcast(json_t *o, const char **tvi, const char **ten,
-                                 json_t **segment);
+const char *http_parse_broadcast(json_t *o, const char **tvi, const char **ten, json_t **segment);
 
 /*
  * Validates the body of POST /api/v1/messages: to (normalised into norm,

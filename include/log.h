@@ -23,8 +23,8 @@ void log_msg(enum log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Hex dump of a PDU or buffer (at most 512 bytes shown), one log line. */
-void log_hex(enum log_level level, const char *module, const char *what,
-             const uint8_t *p, size_t n);
+void log_hex(enum log_level level, const char *module, const char *what, const uint8_t *p,
+             size_t n);
 
 /*
  * Masks a phone number for logging into buf (>= 32 bytes) and returns buf:
@@ -32,10 +32,10 @@ void log_hex(enum log_level level, const char *module, const char *what,
  */
 const char *log_msisdn(const char *msisdn, char *buf, size_t buflen);
 
-#define log_debug(mod, ...)                                                    \
-	do {                                                                   \
-		if (log_get_level() <= L_DEBUG)                                \
-			log_msg(L_DEBUG, mod, __VA_ARGS__);                    \
+#define log_debug(mod, ...)                                                                        \
+	do {                                                                                       \
+		if (log_get_level() <= L_DEBUG)                                                    \
+			log_msg(L_DEBUG, mod, __VA_ARGS__);                                        \
 	} while (0)
 #define log_info(mod, ...) log_msg(L_INFO, mod, __VA_ARGS__)
 #define log_warn(mod, ...) log_msg(L_WARN, mod, __VA_ARGS__)

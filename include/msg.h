@@ -40,8 +40,8 @@ struct msg_mo {
 	char to[MSG_ADDR_MAX];         /* short code as received */
 	const char *text;              /* UTF-8, NUL-terminated */
 	size_t text_len;
-	bool partial;                  /* reassembly timed out: parts missing */
-	const struct msg_ack *acks;    /* every PDU that carried a part */
+	bool partial;               /* reassembly timed out: parts missing */
+	const struct msg_ack *acks; /* every PDU that carried a part */
 	int n_acks;
 };
 
@@ -61,7 +61,7 @@ struct msg_dlr {
 	char link[MSG_LINK_MAX];
 	char smsc_id[MSG_SMSC_ID_MAX]; /* normalised with the link's id base */
 	enum msg_dlr_state state;
-	int err;                       /* err: field / network error, -1 unknown */
+	int err; /* err: field / network error, -1 unknown */
 	struct msg_ack ack;
 };
 
@@ -74,23 +74,23 @@ enum msg_ussd_op {
 
 struct msg_ussd {
 	char link[MSG_LINK_MAX];
-	char session_key[40];   /* link-scoped dialog key */
+	char session_key[40]; /* link-scoped dialog key */
 	char from[MSG_MSISDN_MAX];
 	char service_code[MSG_ADDR_MAX];
 	enum msg_ussd_op op;
-	const char *text;       /* UTF-8 user input (or dialled string on BEGIN) */
+	const char *text; /* UTF-8 user input (or dialled string on BEGIN) */
 	struct msg_ack ack;
 };
 
 /* An outbound message handed to the gateway after it is committed. */
 struct msg_mt {
-	int64_t id;                /* outbox row id */
+	int64_t id; /* outbox row id */
 	char to[MSG_MSISDN_MAX];
-	char from[MSG_ADDR_MAX];   /* "" = the link's source address */
-	const char *text;          /* UTF-8 */
+	char from[MSG_ADDR_MAX]; /* "" = the link's source address */
+	const char *text;        /* UTF-8 */
 	enum msg_prio prio;
-	bool fold;                 /* fold Vietnamese to GSM-7 */
-	char link[MSG_LINK_MAX];   /* "" = route by prefix */
+	bool fold;               /* fold Vietnamese to GSM-7 */
+	char link[MSG_LINK_MAX]; /* "" = route by prefix */
 	/* USSD replies only */
 	bool ussd;
 	bool ussd_end;

@@ -46,11 +46,10 @@ void pdu_stats_count_invalid(const char *link, int dir);
 /*
  * Appends the counter family to b: "# HELP"/"# TYPE" lines, then one line
  * per combination seen, in the order they were first seen:
- *   skillgate_smpp_pdus_total{link="l1",direction="in",command="submit_sm_resp",status="ESME_ROK"} 42
- * Requests carry no status label. status is the ESME_* name for the
- * standard SMPP 3.4 codes, else "0x" and 8 hex digits. Link names are
- * escaped for the exposition format. The overflow series, when non-zero,
- * reads {link="",direction="in",command="overflow"}.
+ *   skillgate_smpp_pdus_total{link="l1",direction="in",command="submit_sm_resp",status="ESME_ROK"}
+ * 42 Requests carry no status label. status is the ESME_* name for the standard SMPP 3.4 codes,
+ * else "0x" and 8 hex digits. Link names are escaped for the exposition format. The overflow
+ * series, when non-zero, reads {link="",direction="in",command="overflow"}.
  */
 void pdu_stats_render(struct strbuf *b);
 

@@ -1,10 +1,9 @@
 /*
- * scheduler.h — (named so as not to shadow the system <sched.h>) the campaign scheduler (§3.4, §4.2, §8): skill reminders and
- * scheduled broadcasts, driven by the database. Due work is claimed with
- * FOR UPDATE SKIP LOCKED in bounded batches and turned into outbox rows
- * (mt_messages, priority bulk, with next_attempt_at spacing that honours the
- * broadcast's rate and quiet hours); the pipeline sends them. Several
- * skillgated instances on one database never send the same item twice.
+ * scheduler.h — (named so as not to shadow the system <sched.h>) the campaign scheduler (§3.4,
+ * §4.2, §8): skill reminders and scheduled broadcasts, driven by the database. Due work is claimed
+ * with FOR UPDATE SKIP LOCKED in bounded batches and turned into outbox rows (mt_messages, priority
+ * bulk, with next_attempt_at spacing that honours the broadcast's rate and quiet hours); the
+ * pipeline sends them. Several skillgated instances on one database never send the same item twice.
  * "Now" comes from one place (sched_now) so tests can move the clock.
  */
 #ifndef SG_SCHEDULER_H

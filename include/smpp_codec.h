@@ -22,8 +22,8 @@
 #define SMPP_HDR_LEN 16
 #define SMPP_SEQ_MAX 0x7FFFFFFFu
 #define SMPP_MAX_TLVS 16
-#define SMPP_TLV_MAX 1024      /* libsmpp34's octet TLV cap */
-#define SMPP_OUT_MAX 2048      /* encoded PDUs we send fit in this */
+#define SMPP_TLV_MAX 1024 /* libsmpp34's octet TLV cap */
+#define SMPP_OUT_MAX 2048 /* encoded PDUs we send fit in this */
 
 /* Command ids (own names: libsmpp34's macros stay inside the codec). */
 #define SMPP_GENERIC_NACK 0x80000000u
@@ -92,9 +92,9 @@ struct smpp_inbound {
 	uint8_t src_ton, src_npi, dst_ton, dst_npi;
 	char src[66], dst[66]; /* data_sm allows 64 characters */
 	uint8_t esm_class, registered_delivery, data_coding;
-	const uint8_t *sm;     /* short_message or message_payload (points into the PDU) */
+	const uint8_t *sm; /* short_message or message_payload (points into the PDU) */
 	uint16_t sm_len;
-	bool payload;          /* sm comes from message_payload */
+	bool payload; /* sm comes from message_payload */
 	bool has_receipted_id, has_message_state, has_network_error;
 	char receipted_id[66];
 	uint8_t message_state;
@@ -138,9 +138,9 @@ struct smpp_submit {
 	uint8_t src_ton, src_npi, dst_ton, dst_npi;
 	const char *src, *dst;
 	uint8_t esm_class, registered_delivery, data_coding;
-	const uint8_t *sm;          /* short_message (<= 253) or NULL */
+	const uint8_t *sm; /* short_message (<= 253) or NULL */
 	uint16_t sm_len;
-	const uint8_t *payload;     /* message_payload (<= 1024) or NULL */
+	const uint8_t *payload; /* message_payload (<= 1024) or NULL */
 	uint16_t payload_len;
 	bool sar;
 	uint16_t sar_ref;
@@ -159,8 +159,7 @@ struct smpp_submit {
  * requests, library refusal; logged at warn).
  */
 int smpp_codec_encode_bind(uint8_t *buf, size_t cap, uint32_t seq, const struct smpp_bind *b);
-int smpp_codec_encode_submit(uint8_t *buf, size_t cap, uint32_t seq,
-                             const struct smpp_submit *s);
+int smpp_codec_encode_submit(uint8_t *buf, size_t cap, uint32_t seq, const struct smpp_submit *s);
 int smpp_codec_encode_unbind(uint8_t *buf, size_t cap, uint32_t seq);
 int smpp_codec_encode_enquire_link(uint8_t *buf, size_t cap, uint32_t seq);
 
@@ -171,8 +170,7 @@ int smpp_codec_encode_enquire_link(uint8_t *buf, size_t cap, uint32_t seq);
  * enquire_link_resp; any other cmd gets a generic_nack with status.
  * Returns the length or -1.
  */
-int smpp_codec_encode_resp(uint8_t *buf, size_t cap, uint32_t cmd, uint32_t seq,
-                           uint32_t status);
+int smpp_codec_encode_resp(uint8_t *buf, size_t cap, uint32_t cmd, uint32_t seq, uint32_t status);
 
 /* generic_nack with status for seq (hand-built; seq 0 allowed). */
 int smpp_codec_encode_generic_nack(uint8_t *buf, size_t cap, uint32_t seq, uint32_t status);

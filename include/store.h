@@ -68,7 +68,8 @@ void store_drain(struct store *st, void (*done)(void *arg), void *arg);
 
 struct store_stats {
 	uint64_t queries, failed, refused;
-	uint64_t latency_buckets[12]; /* round trip <= 0.5,1,2,5,10,20,50,100,200,500,1000 ms, +Inf */
+	uint64_t
+	    latency_buckets[12]; /* round trip <= 0.5,1,2,5,10,20,50,100,200,500,1000 ms, +Inf */
 	double latency_sum_ms;
 };
 extern const double store_latency_bounds_ms[11];

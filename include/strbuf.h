@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 struct strbuf {
-	char *s;    /* always NUL-terminated once anything was appended */
+	char *s; /* always NUL-terminated once anything was appended */
 	size_t len;
 	size_t cap;
 };

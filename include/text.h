@@ -24,8 +24,8 @@
  * bits. Invalid input becomes U+FFFD, never a crash. Returns the UTF-8
  * length written (excluding NUL), truncated to fit outcap.
  */
-size_t text_decode(uint8_t dcs, enum dc0_meaning dc0, const uint8_t *in,
-                   size_t n, char *out, size_t outcap);
+size_t text_decode(uint8_t dcs, enum dc0_meaning dc0, const uint8_t *in, size_t n, char *out,
+                   size_t outcap);
 
 /*
  * Folds Vietnamese (and other Latin diacritics) to plain ASCII letters:
@@ -39,7 +39,7 @@ bool text_fits_gsm7(const char *utf8);
 
 /* One submit_sm worth of text. */
 struct text_segment {
-	uint8_t sm[160];   /* short_message octets, UDH included when udhi */
+	uint8_t sm[160]; /* short_message octets, UDH included when udhi */
 	uint16_t sm_len;
 	uint16_t sar_ref;  /* LONG_SAR only */
 	uint8_t sar_total; /* LONG_SAR only */
@@ -67,8 +67,8 @@ struct text_out {
  * Returns 0, or -1 when the text needs more than max_segments parts (out is
  * then undefined).
  */
-int text_encode(const char *utf8, enum text_mode mode, enum long_mode lm,
-                int max_segments, uint16_t ref, struct text_out *out);
+int text_encode(const char *utf8, enum text_mode mode, enum long_mode lm, int max_segments,
+                uint16_t ref, struct text_out *out);
 
 /* Segments text_encode would produce (for rates, billing and checks). */
 int text_count_segments(const char *utf8, enum text_mode mode, enum long_mode lm);

@@ -36,11 +36,11 @@ struct gw_ops;
 struct msg_ussd;
 struct ussd;
 
-#define USSD_QUIZ_MAX 10     /* questions per quiz at most */
-#define USSD_STATE_MAX 256   /* serialised dialog state */
+#define USSD_QUIZ_MAX 10   /* questions per quiz at most */
+#define USSD_STATE_MAX 256 /* serialised dialog state */
 #define USSD_SCREEN_BYTES 512
 #define USSD_SMS_BYTES 1024
-#define USSD_MAX_INPUTS 16   /* inputs applied in one step (shortcut, HTTP) */
+#define USSD_MAX_INPUTS 16 /* inputs applied in one step (shortcut, HTTP) */
 
 /* Screens of a dialog. */
 enum ussd_screen {
@@ -57,10 +57,10 @@ enum ussd_screen {
 /* The state of one dialog (what ussd_sessions.state serialises). */
 struct ussd_dialog {
 	enum ussd_screen screen;
-	int lang;     /* 0 vi, 1 en */
-	int bad;      /* unusable inputs in a row */
-	int inputs;   /* HTTP: inputs of "text" consumed so far */
-	int skill;    /* QUIZ_Q: quiz skill; SELF_Q: skill being asked */
+	int lang;   /* 0 vi, 1 en */
+	int bad;    /* unusable inputs in a row */
+	int inputs; /* HTTP: inputs of "text" consumed so far */
+	int skill;  /* QUIZ_Q: quiz skill; SELF_Q: skill being asked */
 	int qn, qi, score;
 	char ids[USSD_QUIZ_MAX][CONTENT_ID_MAX];
 };
@@ -74,15 +74,15 @@ struct ussd_cfg {
 /* What one step decided. */
 struct ussd_step_out {
 	struct ussd_dialog next;
-	char state[USSD_STATE_MAX];          /* next, serialised */
-	char screen[USSD_SCREEN_BYTES];      /* folded; "" = no screen (abort) */
-	bool end;                            /* the screen is the last one */
-	char lang[3];                        /* new language, "" unchanged */
-	char join_code[32];                  /* household join: the store picks */
+	char state[USSD_STATE_MAX];     /* next, serialised */
+	char screen[USSD_SCREEN_BYTES]; /* folded; "" = no screen (abort) */
+	bool end;                       /* the screen is the last one */
+	char lang[3];                   /* new language, "" unchanged */
+	char join_code[32];             /* household join: the store picks */
 	char screen_join_ok[USSD_SCREEN_BYTES];
 	char screen_join_unknown[USSD_SCREEN_BYTES];
-	char sms[USSD_SMS_BYTES];            /* SMS to send as well, "" none */
-	bool sms_state_set;                  /* set the subscriber's SMS flow state */
+	char sms[USSD_SMS_BYTES]; /* SMS to send as well, "" none */
+	bool sms_state_set;       /* set the subscriber's SMS flow state */
 	char sms_state[FLOW_STATE_MAX];
 	int n_events;
 	struct flow_event events[FLOW_MAX_EVENTS];
@@ -109,8 +109,8 @@ void ussd_begin(const struct content *c, const struct ussd_cfg *cfg, struct flow
  * back, "00" to the main menu. out is zeroed first; events accumulate.
  */
 void ussd_input(const struct content *c, const struct ussd_cfg *cfg, struct flow_sub *sub,
-                const struct ussd_dialog *in, const char *const *inputs, int n,
-                uint32_t seed, struct ussd_step_out *out);
+                const struct ussd_dialog *in, const char *const *inputs, int n, uint32_t seed,
+                struct ussd_step_out *out);
 
 /*
  * The dialog ends without a user choice: timeout (screen: the "timeout"

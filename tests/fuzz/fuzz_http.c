@@ -24,8 +24,8 @@ fuzz_path(const char *s)
 	char *path = http_parse_path(s);
 	if (path == NULL)
 		return;
-	static const enum http_parse_method ms[] = {HTTP_PARSE_GET, HTTP_PARSE_POST, HTTP_PARSE_HEAD,
-	                                            HTTP_PARSE_OTHER};
+	static const enum http_parse_method ms[] = {HTTP_PARSE_GET, HTTP_PARSE_POST,
+	                                            HTTP_PARSE_HEAD, HTTP_PARSE_OTHER};
 	for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
 		char param[HTTP_PARSE_PARAM_MAX];
 		enum http_route r = http_parse_route(path, ms[i], param, sizeof param);
@@ -36,7 +36,8 @@ fuzz_path(const char *s)
 			abort();
 		if (r != HTTP_ROUTE_UNKNOWN && strncmp(path, "/api/v1/", 8) != 0)
 			abort();
-		if (r != HTTP_ROUTE_UNKNOWN && r != HTTP_ROUTE_BAD_METHOD && http_parse_route_has_param(r)) {
+		if (r != HTTP_ROUTE_UNKNOWN && r != HTTP_ROUTE_BAD_METHOD &&
+		    http_parse_route_has_param(r)) {
 			size_t n = strlen(param);
 			if (n == 0 || n >= sizeof param || strchr(param, '/') != NULL)
 				abort();
@@ -53,7 +54,8 @@ fuzz_coverage(const char *s)
 {
 	char level[64], parent[8];
 	const char *detail = NULL;
-	const char *err = http_parse_coverage_query(s, level, sizeof level, parent, sizeof parent, &detail);
+	const char *err =
+	    http_parse_coverage_query(s, level, sizeof level, parent, sizeof parent, &detail);
 	if (err != NULL) {
 		if (detail == NULL)
 			abort();
@@ -78,7 +80,8 @@ fuzz_json(const char *s, size_t n, int which)
 		json_t *seg = NULL;
 		if (http_parse_broadcast(o, &tvi, &ten, &seg) == NULL) {
 			if (tvi == NULL || ten == NULL || strlen(tvi) > HTTP_PARSE_TEXT_MAX ||
-			    strlen(ten) > HTTP_PARSE_TEXT_MAX || (seg != NULL && !json_is_object(seg)))
+			    strlen(ten) > HTTP_PARSE_TEXT_MAX ||
+			    (seg != NULL && !json_is_object(seg)))
 				abort();
 			char *d = seg ? json_dumps(seg, JSON_COMPACT) : NULL;
 			free(d);

@@ -22,8 +22,8 @@ check_result(const struct flow_result *r)
 {
 	int i;
 
-	if (r->n_replies < 0 || r->n_replies > FLOW_MAX_REPLIES ||
-	    r->n_events < 0 || r->n_events > FLOW_MAX_EVENTS)
+	if (r->n_replies < 0 || r->n_replies > FLOW_MAX_REPLIES || r->n_events < 0 ||
+	    r->n_events > FLOW_MAX_EVENTS)
 		abort();
 	for (i = 0; i < r->n_replies; i++)
 		if (memchr(r->reply[i], '\0', FLOW_REPLY_MAX) == NULL ||

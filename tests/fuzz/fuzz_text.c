@@ -15,10 +15,10 @@
 #define TEXT_OUT_PAYLOAD_FLAG use_payload
 #endif
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x))                                                      \
-			__builtin_trap();                                      \
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x))                                                                          \
+			__builtin_trap();                                                          \
 	} while (0)
 
 static struct text_out out;
@@ -54,7 +54,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK((text_gsm7_septets(dec) >= 0) == text_fits_gsm7(dec));
 	for (mode = TEXT_AUTO; mode <= TEXT_UCS2; mode++) {
 		for (lm = LONG_UDH8; lm <= LONG_PAYLOAD; lm++) {
-			int cnt = text_count_segments(dec, (enum text_mode)mode, (enum long_mode)lm);
+			int cnt =
+			    text_count_segments(dec, (enum text_mode)mode, (enum long_mode)lm);
 			int rc = text_encode(dec, (enum text_mode)mode, (enum long_mode)lm, 0,
 			                     (uint16_t)size, &out);
 			int s;

@@ -31,25 +31,25 @@ struct udh_case {
 #define B(s) s, sizeof(s) - 1
 
 static const struct udh_case udh_cases[] = {
-	{"8-bit", B("\x05\x00\x03\xaa\x03\x01hello"), 1, 0xaa, 3, 1, 6},
-	{"16-bit", B("\x06\x08\x04\x12\x34\x02\x02hi"), 1, 0x1234, 2, 2, 7},
-	{"shift IE before", B("\x08\x24\x01\x01\x00\x03\xaa\x02\x01x"), 1, 0xaa, 2, 1, 9},
-	{"shift IE after", B("\x08\x00\x03\xab\x02\x02\x25\x01\x01x"), 1, 0xab, 2, 2, 9},
-	{"16-bit between", B("\x0c\x24\x01\x01\x08\x04\xbe\xef\x04\x03\x25\x01\x01"), 1, 0xbeef,
-	 4, 3, 13},
-	{"port IE then 8-bit", B("\x0b\x05\x04\x0b\x84\x23\xf0\x00\x03\x01\x02\x02"), 1, 0x01, 2,
-	 2, 12},
-	{"no concat IE", B("\x03\x24\x01\x01text"), 0, 0, 0, 0, 4},
-	{"empty UDH", B("\x00text"), 0, 0, 0, 0, 1},
-	{"udh longer than data", B("\x05\x00\x03\xaa"), -1, 0, 0, 0, 0},
-	{"IE overflows UDH", B("\x03\x00\x03\xaa\x02\x01"), -1, 0, 0, 0, 0},
-	{"IE header cut", B("\x01\x24"), -1, 0, 0, 0, 0},
-	{"wrong 8-bit IE length", B("\x04\x00\x02\xaa\x01"), -1, 0, 0, 0, 0},
-	{"wrong 16-bit IE length", B("\x05\x08\x03\xaa\x01\x01"), -1, 0, 0, 0, 0},
-	{"seq 0", B("\x05\x00\x03\xaa\x02\x00"), 0, 0, 0, 0, 6},
-	{"seq > total", B("\x05\x00\x03\xaa\x02\x03"), 0, 0, 0, 0, 6},
-	{"total 0", B("\x05\x00\x03\xaa\x00\x00"), 0, 0, 0, 0, 6},
-	{"no data", "", 0, -1, 0, 0, 0, 0},
+    {"8-bit", B("\x05\x00\x03\xaa\x03\x01hello"), 1, 0xaa, 3, 1, 6},
+    {"16-bit", B("\x06\x08\x04\x12\x34\x02\x02hi"), 1, 0x1234, 2, 2, 7},
+    {"shift IE before", B("\x08\x24\x01\x01\x00\x03\xaa\x02\x01x"), 1, 0xaa, 2, 1, 9},
+    {"shift IE after", B("\x08\x00\x03\xab\x02\x02\x25\x01\x01x"), 1, 0xab, 2, 2, 9},
+    {"16-bit between", B("\x0c\x24\x01\x01\x08\x04\xbe\xef\x04\x03\x25\x01\x01"), 1, 0xbeef, 4, 3,
+     13},
+    {"port IE then 8-bit", B("\x0b\x05\x04\x0b\x84\x23\xf0\x00\x03\x01\x02\x02"), 1, 0x01, 2, 2,
+     12},
+    {"no concat IE", B("\x03\x24\x01\x01text"), 0, 0, 0, 0, 4},
+    {"empty UDH", B("\x00text"), 0, 0, 0, 0, 1},
+    {"udh longer than data", B("\x05\x00\x03\xaa"), -1, 0, 0, 0, 0},
+    {"IE overflows UDH", B("\x03\x00\x03\xaa\x02\x01"), -1, 0, 0, 0, 0},
+    {"IE header cut", B("\x01\x24"), -1, 0, 0, 0, 0},
+    {"wrong 8-bit IE length", B("\x04\x00\x02\xaa\x01"), -1, 0, 0, 0, 0},
+    {"wrong 16-bit IE length", B("\x05\x08\x03\xaa\x01\x01"), -1, 0, 0, 0, 0},
+    {"seq 0", B("\x05\x00\x03\xaa\x02\x00"), 0, 0, 0, 0, 6},
+    {"seq > total", B("\x05\x00\x03\xaa\x02\x03"), 0, 0, 0, 0, 6},
+    {"total 0", B("\x05\x00\x03\xaa\x00\x00"), 0, 0, 0, 0, 6},
+    {"no data", "", 0, -1, 0, 0, 0, 0},
 };
 
 static void
@@ -109,8 +109,8 @@ on_done(void *arg, const struct msg_mo *mo)
 
 /* Adds part seq/total of message ref from `from`, data s (len n), ack seq. */
 static int
-add(struct concat *c, struct got *g, const char *from, uint16_t ref, uint8_t total,
-    uint8_t seq, uint8_t dcs, const char *s, size_t n, uint32_t ackseq, int64_t now)
+add(struct concat *c, struct got *g, const char *from, uint16_t ref, uint8_t total, uint8_t seq,
+    uint8_t dcs, const char *s, size_t n, uint32_t ackseq, int64_t now)
 {
 	struct concat_part p;
 	char sid[16];
@@ -259,7 +259,11 @@ test_split_surrogate_and_escape(void **state)
 	assert_string_equal(g.text, "A😀B");
 	/* GSM escape split: ESC ends part 1, 0x65 starts part 2 */
 	assert_int_equal(add(c, &g, "84912345678", 6, 2, 1, 0, B("ab\x1b"), 3, 0), 0);
-	assert_int_equal(add(c, &g, "84912345678", 6, 2, 2, 0, B("\x65" "c"), 4, 0), 0);
+	assert_int_equal(add(c, &g, "84912345678", 6, 2, 2, 0,
+	                     B("\x65"
+	                       "c"),
+	                     4, 0),
+	                 0);
 	assert_int_equal(g.calls, 2);
 	assert_string_equal(g.text, "ab€c");
 	/* dcs is the first part's even when a later part arrives first */
@@ -304,14 +308,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_udh),
-		cmocka_unit_test(test_in_order),
-		cmocka_unit_test(test_out_of_order_and_duplicates),
-		cmocka_unit_test(test_keys_do_not_mix),
-		cmocka_unit_test(test_timeout_partial),
-		cmocka_unit_test(test_max_pending_eviction),
-		cmocka_unit_test(test_split_surrogate_and_escape),
-		cmocka_unit_test(test_invalid_and_single),
+	    cmocka_unit_test(test_parse_udh),
+	    cmocka_unit_test(test_in_order),
+	    cmocka_unit_test(test_out_of_order_and_duplicates),
+	    cmocka_unit_test(test_keys_do_not_mix),
+	    cmocka_unit_test(test_timeout_partial),
+	    cmocka_unit_test(test_max_pending_eviction),
+	    cmocka_unit_test(test_split_surrogate_and_escape),
+	    cmocka_unit_test(test_invalid_and_single),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -54,7 +54,8 @@ check_key(const char *section, const char *key, const char *doc, void *arg)
 	char pat[128];
 	snprintf(pat, sizeof pat, "\n%s = ", key);
 	if (strstr(kc->sample, pat) == NULL) {
-		fprintf(stderr, "key [%s] %s is missing from config/skillgate.conf\n", section, key);
+		fprintf(stderr, "key [%s] %s is missing from config/skillgate.conf\n", section,
+		        key);
 		kc->missing++;
 	}
 	if (doc == NULL || doc[0] == '\0') {
@@ -78,22 +79,22 @@ test_errors_have_lines(void **state)
 	char path[] = "/tmp/sgconfXXXXXX";
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
-	const char *text = "[gateway]\n"                  /* 1 */
-	                   "log_level = loud\n"            /* 2: not a level (reported at end) */
-	                   "colour = blue\n"               /* 3: unknown key */
-	                   "[database]\n"                  /* 4 */
-	                   "pool = many\n"                 /* 5: not an integer */
-	                   "batch_max = 0\n"               /* 6: out of bounds */
-	                   "[nonsense]\n"                  /* 7 */
-	                   "x = 1\n"                       /* 8: unknown section */
-	                   "[smsc viettel]\n"              /* 9 */
-	                   "port = 99999\n"                /* 10: out of bounds */
-	                   "tls = perhaps\n"               /* 11: not a boolean */
-	                   "bind = sideways\n"             /* 12: not an allowed value */
-	                   "system_id = skillgate\n"       /* 13 */
+	const char *text = "[gateway]\n"                    /* 1 */
+	                   "log_level = loud\n"             /* 2: not a level (reported at end) */
+	                   "colour = blue\n"                /* 3: unknown key */
+	                   "[database]\n"                   /* 4 */
+	                   "pool = many\n"                  /* 5: not an integer */
+	                   "batch_max = 0\n"                /* 6: out of bounds */
+	                   "[nonsense]\n"                   /* 7 */
+	                   "x = 1\n"                        /* 8: unknown section */
+	                   "[smsc viettel]\n"               /* 9 */
+	                   "port = 99999\n"                 /* 10: out of bounds */
+	                   "tls = perhaps\n"                /* 11: not a boolean */
+	                   "bind = sideways\n"              /* 12: not an allowed value */
+	                   "system_id = skillgate\n"        /* 13 */
 	                   "this line has no equals sign\n" /* 14: syntax */
-	                   "[content]\n"                   /* 15 */
-	                   "pass_mark = 6\n";              /* 16: > quiz_length (cross check) */
+	                   "[content]\n"                    /* 15 */
+	                   "pass_mark = 6\n";               /* 16: > quiz_length (cross check) */
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
 	FILE *err = tmpfile();

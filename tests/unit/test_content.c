@@ -200,45 +200,56 @@ test_shipped_content_loads(void **state)
 }
 
 struct broken {
-	const char *file;    /* relative to the copy */
-	const char *prefix;  /* line to replace, or NULL to append */
-	const char *repl;    /* replacement / appended line, "" deletes */
-	const char *reason;  /* expected after "file:line: " */
-	const char *where;   /* NULL: the edited line; "$": last line; else a line prefix */
+	const char *file;   /* relative to the copy */
+	const char *prefix; /* line to replace, or NULL to append */
+	const char *repl;   /* replacement / appended line, "" deletes */
+	const char *reason; /* expected after "file:line: " */
+	const char *where;  /* NULL: the edited line; "$": last line; else a line prefix */
 };
 
 static const struct broken broken_cases[] = {
-	{"vi/messages.txt", NULL, "bogus = x", "unknown key 'bogus'", NULL},
-	{"vi/messages.txt", NULL, "help = again", "duplicate key 'help' (first on line", NULL},
-	{"en/messages.txt", "correct =", "correct = Right {foo}!", "unknown placeholder {foo} in 'correct'", NULL},
-	{"en/messages.txt", "wrong =", "wrong = Not {answer", "unclosed '{' in 'wrong'", NULL},
-	{"vi/messages.txt", "optout =", "", "missing message key 'optout'", "$"},
-	{"vi/messages.txt", NULL, "garbage line", "expected 'key = value'", NULL},
-	{"vi/messages.txt", NULL, "help2 = \xff\xfe", "invalid UTF-8", NULL},
-	{"vi/messages.txt", "optin =", "optin =   ", "empty value for 'optin'", NULL},
-	{"vi/messages.txt", "help =", "help = {n} Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. "
-	 "Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. "
-	 "Nhắn HOC để học. Nhắn HOC để học.", "unknown placeholder {n} in 'help'", NULL},
-	{"en/messages.txt", "help =", "help = Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. "
-	 "Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. "
-	 "Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ.", "help too long: 208 characters", NULL},
-	{"vi/payment.txt", "answer = A", "answer = E", "answer must be one of A, B, C, D (got 'E')", NULL},
-	{"en/payment.txt", "answer = A", "answer = AB", "answer must be one of A, B, C, D", NULL},
-	{"vi/payment.txt", "answer = A", "answer = B", "question 'tt01': answer differs from", "id = tt01"},
-	{"vi/shopping.txt", "d = ", "", "question 'ms01': missing option 'd'", "id = ms01"},
-	{"en/safety.txt", "why = ", "", "question 'at01': missing explanation 'why'", "id = at01"},
-	{"vi/safety.txt", "id = at02", "id = at01", "duplicate question id 'at01'", NULL},
-	{"vi/safety.txt", "id = at02", "id = At 2!", "bad question id 'At 2!'", NULL},
-	{"en/platforms.txt", "id = nt09", "id = nt99", "question 'nt99' missing from", NULL},
-	{"vi/platforms.txt", "skill =", "skill = shopping", "skill 'shopping' does not match file name 'platforms'", "$"},
-	{"vi/platforms.txt", "short =", "", "missing key 'short'", "$"},
-	{"en/shopping.txt", NULL, "colour = red", "unknown key 'colour'", NULL},
-	{"en/shopping.txt", NULL, "q = orphan", NULL, NULL}, /* belongs to the last question: duplicate */
-	{"vi/payment.txt", "why = ",
-	 "why = Giải thích này rất dài, dài hơn nhiều so với một tin nhắn: ngân hàng không bao "
-	 "giờ hỏi mã OTP, không bao giờ gọi điện xin mật khẩu, không bao giờ gửi đường link lạ, "
-	 "không bao giờ yêu cầu cài ứng dụng từ tệp apk, hãy luôn kiểm tra kỹ.",
-	 "'wrong' reply with this explanation too long", "id = tt01"},
+    {"vi/messages.txt", NULL, "bogus = x", "unknown key 'bogus'", NULL},
+    {"vi/messages.txt", NULL, "help = again", "duplicate key 'help' (first on line", NULL},
+    {"en/messages.txt", "correct =", "correct = Right {foo}!",
+     "unknown placeholder {foo} in 'correct'", NULL},
+    {"en/messages.txt", "wrong =", "wrong = Not {answer", "unclosed '{' in 'wrong'", NULL},
+    {"vi/messages.txt", "optout =", "", "missing message key 'optout'", "$"},
+    {"vi/messages.txt", NULL, "garbage line", "expected 'key = value'", NULL},
+    {"vi/messages.txt", NULL, "help2 = \xff\xfe", "invalid UTF-8", NULL},
+    {"vi/messages.txt", "optin =", "optin =   ", "empty value for 'optin'", NULL},
+    {"vi/messages.txt", "help =",
+     "help = {n} Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. "
+     "Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. Nhắn HOC để học. Nhắn "
+     "HOC để học. "
+     "Nhắn HOC để học. Nhắn HOC để học.",
+     "unknown placeholder {n} in 'help'", NULL},
+    {"en/messages.txt", "help =",
+     "help = Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. "
+     "Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ. Text "
+     "QUIZ. "
+     "Text QUIZ. Text QUIZ. Text QUIZ. Text QUIZ.",
+     "help too long: 208 characters", NULL},
+    {"vi/payment.txt", "answer = A", "answer = E", "answer must be one of A, B, C, D (got 'E')",
+     NULL},
+    {"en/payment.txt", "answer = A", "answer = AB", "answer must be one of A, B, C, D", NULL},
+    {"vi/payment.txt", "answer = A", "answer = B", "question 'tt01': answer differs from",
+     "id = tt01"},
+    {"vi/shopping.txt", "d = ", "", "question 'ms01': missing option 'd'", "id = ms01"},
+    {"en/safety.txt", "why = ", "", "question 'at01': missing explanation 'why'", "id = at01"},
+    {"vi/safety.txt", "id = at02", "id = at01", "duplicate question id 'at01'", NULL},
+    {"vi/safety.txt", "id = at02", "id = At 2!", "bad question id 'At 2!'", NULL},
+    {"en/platforms.txt", "id = nt09", "id = nt99", "question 'nt99' missing from", NULL},
+    {"vi/platforms.txt", "skill =", "skill = shopping",
+     "skill 'shopping' does not match file name 'platforms'", "$"},
+    {"vi/platforms.txt", "short =", "", "missing key 'short'", "$"},
+    {"en/shopping.txt", NULL, "colour = red", "unknown key 'colour'", NULL},
+    {"en/shopping.txt", NULL, "q = orphan", NULL,
+     NULL}, /* belongs to the last question: duplicate */
+    {"vi/payment.txt", "why = ",
+     "why = Giải thích này rất dài, dài hơn nhiều so với một tin nhắn: ngân hàng không bao "
+     "giờ hỏi mã OTP, không bao giờ gọi điện xin mật khẩu, không bao giờ gửi đường link lạ, "
+     "không bao giờ yêu cầu cài ứng dụng từ tệp apk, hãy luôn kiểm tra kỹ.",
+     "'wrong' reply with this explanation too long", "id = tt01"},
 };
 
 static void
@@ -322,7 +333,8 @@ test_too_few_questions(void **state)
 		fclose(f);
 	}
 	errs = load_errors(dir);
-	snprintf(want, sizeof(want), "%s:13: 1 questions for skill 'payment', need at least 8", path);
+	snprintf(want, sizeof(want), "%s:13: 1 questions for skill 'payment', need at least 8",
+	         path);
 	expect_error(errs, want);
 	free(errs);
 	remove_content(dir);
@@ -336,7 +348,9 @@ test_helpers(void **state)
 
 	content_fold("Học ĐÁP ÁN Tự chối ờ", buf, sizeof(buf));
 	assert_string_equal(buf, "Hoc DAP AN Tu choi o");
-	content_fold("Ho\xcc\x81" "c", buf, sizeof(buf)); /* combining acute */
+	content_fold("Ho\xcc\x81"
+	             "c",
+	             buf, sizeof(buf)); /* combining acute */
 	assert_string_equal(buf, "Hoc");
 	content_fold("đđđđđ", buf, 4);
 	assert_string_equal(buf, "ddd");
@@ -357,11 +371,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_shipped_content_loads),
-		cmocka_unit_test(test_broken_content),
-		cmocka_unit_test(test_missing_files),
-		cmocka_unit_test(test_too_few_questions),
-		cmocka_unit_test(test_helpers),
+	    cmocka_unit_test(test_shipped_content_loads),
+	    cmocka_unit_test(test_broken_content),
+	    cmocka_unit_test(test_missing_files),
+	    cmocka_unit_test(test_too_few_questions),
+	    cmocka_unit_test(test_helpers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

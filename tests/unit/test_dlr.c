@@ -25,50 +25,48 @@ struct parse_case {
 };
 
 static const struct parse_case parse_cases[] = {
-	{"jasmin #1050 (no sub/dlvrd)",
-	 "id:1602718841 submit date:2204152009 done date:2204152009 stat:DELIVRD err:000", 0,
-	 "1602718841", MSG_DLR_DELIVERED, 0, -1, -1, "2204152009", "2204152009"},
-	{"full appendix B",
-	 "id:0123456789 sub:001 dlvrd:001 submit date:2211281600 done date:2211281601 "
-	 "stat:DELIVRD err:000 text:Xin chao",
-	 0, "0123456789", MSG_DLR_DELIVERED, 0, 1, 1, "2211281600", "2211281601"},
-	{"12-digit dates",
-	 "id:abc sub:001 dlvrd:000 submit date:221128160012 done date:221128160159 "
-	 "stat:UNDELIV err:075 text:",
-	 0, "abc", MSG_DLR_UNDELIVERABLE, 75, 1, 0, "221128160012", "221128160159"},
-	{"unknown state word", "id:42 stat:WEIRDO err:1", 0, "42", MSG_DLR_UNKNOWN, 1, -1, -1, "", ""},
-	{"lower case keys and state", "ID:7f sub:1 Stat:delivrd ERR:0", 0, "7f",
-	 MSG_DLR_DELIVERED, 0, 1, -1, "", ""},
-	{"any order, extra fields", "stat:EXPIRED foo:bar id:99 network:45201 err:027", 0, "99",
-	 MSG_DLR_EXPIRED, 27, -1, -1, "", ""},
-	{"text contains keys", "id:5 stat:REJECTD err:0 text:id:6 stat:DELIVRD", 0, "5",
-	 MSG_DLR_REJECTED, 0, -1, -1, "", ""},
-	{"text first hides the rest", "text:hello id:5 stat:DELIVRD", -1, "", MSG_DLR_UNKNOWN, -1,
-	 -1, -1, "", ""},
-	{"underscore dates", "id:1 submit_date:2204152009 done_date:2204152010 stat:ACCEPTD", 0,
-	 "1", MSG_DLR_ACCEPTED, -1, -1, -1, "2204152009", "2204152010"},
-	{"space after colon", "id: 77 stat: DELIVRD err: 0", 0, "77", MSG_DLR_DELIVERED, 0, -1,
-	 -1, "", ""},
-	{"hex err", "id:1 stat:UNDELIV err:00B", 0, "1", MSG_DLR_UNDELIVERABLE, 11, -1, -1, "", ""},
-	{"garbage err", "id:1 stat:UNDELIV err:zz", 0, "1", MSG_DLR_UNDELIVERABLE, -1, -1, -1, "",
-	 ""},
-	{"bad date ignored", "id:1 stat:DELIVRD submit date:22x4", 0, "1", MSG_DLR_DELIVERED, -1,
-	 -1, -1, "", ""},
-	{"tabs and newlines", "\tid:1\nstat:ENROUTE\r\n", 0, "1", MSG_DLR_ENROUTE, -1, -1, -1, "",
-	 ""},
-	{"64-char id",
-	 "id:0123456789012345678901234567890123456789012345678901234567890123 stat:DELIVRD", 0,
-	 "0123456789012345678901234567890123456789012345678901234567890123", MSG_DLR_DELIVERED,
-	 -1, -1, -1, "", ""},
-	{"too long id",
-	 "id:01234567890123456789012345678901234567890123456789012345678901234567890123456789 "
-	 "stat:DELIVRD",
-	 -1, "", MSG_DLR_DELIVERED, -1, -1, -1, "", ""},
-	{"missing stat", "id:1 err:0", -1, "1", MSG_DLR_UNKNOWN, 0, -1, -1, "", ""},
-	{"missing id", "sub:1 stat:DELIVRD", -1, "", MSG_DLR_DELIVERED, -1, 1, -1, "", ""},
-	{"xid is not id", "xid:1 stat:DELIVRD", -1, "", MSG_DLR_DELIVERED, -1, -1, -1, "", ""},
-	{"empty", "", -1, "", MSG_DLR_UNKNOWN, -1, -1, -1, "", ""},
-	{"plain MO text", "xin chao, toi muon hoc", -1, "", MSG_DLR_UNKNOWN, -1, -1, -1, "", ""},
+    {"jasmin #1050 (no sub/dlvrd)",
+     "id:1602718841 submit date:2204152009 done date:2204152009 stat:DELIVRD err:000", 0,
+     "1602718841", MSG_DLR_DELIVERED, 0, -1, -1, "2204152009", "2204152009"},
+    {"full appendix B",
+     "id:0123456789 sub:001 dlvrd:001 submit date:2211281600 done date:2211281601 "
+     "stat:DELIVRD err:000 text:Xin chao",
+     0, "0123456789", MSG_DLR_DELIVERED, 0, 1, 1, "2211281600", "2211281601"},
+    {"12-digit dates",
+     "id:abc sub:001 dlvrd:000 submit date:221128160012 done date:221128160159 "
+     "stat:UNDELIV err:075 text:",
+     0, "abc", MSG_DLR_UNDELIVERABLE, 75, 1, 0, "221128160012", "221128160159"},
+    {"unknown state word", "id:42 stat:WEIRDO err:1", 0, "42", MSG_DLR_UNKNOWN, 1, -1, -1, "", ""},
+    {"lower case keys and state", "ID:7f sub:1 Stat:delivrd ERR:0", 0, "7f", MSG_DLR_DELIVERED, 0,
+     1, -1, "", ""},
+    {"any order, extra fields", "stat:EXPIRED foo:bar id:99 network:45201 err:027", 0, "99",
+     MSG_DLR_EXPIRED, 27, -1, -1, "", ""},
+    {"text contains keys", "id:5 stat:REJECTD err:0 text:id:6 stat:DELIVRD", 0, "5",
+     MSG_DLR_REJECTED, 0, -1, -1, "", ""},
+    {"text first hides the rest", "text:hello id:5 stat:DELIVRD", -1, "", MSG_DLR_UNKNOWN, -1, -1,
+     -1, "", ""},
+    {"underscore dates", "id:1 submit_date:2204152009 done_date:2204152010 stat:ACCEPTD", 0, "1",
+     MSG_DLR_ACCEPTED, -1, -1, -1, "2204152009", "2204152010"},
+    {"space after colon", "id: 77 stat: DELIVRD err: 0", 0, "77", MSG_DLR_DELIVERED, 0, -1, -1, "",
+     ""},
+    {"hex err", "id:1 stat:UNDELIV err:00B", 0, "1", MSG_DLR_UNDELIVERABLE, 11, -1, -1, "", ""},
+    {"garbage err", "id:1 stat:UNDELIV err:zz", 0, "1", MSG_DLR_UNDELIVERABLE, -1, -1, -1, "", ""},
+    {"bad date ignored", "id:1 stat:DELIVRD submit date:22x4", 0, "1", MSG_DLR_DELIVERED, -1, -1,
+     -1, "", ""},
+    {"tabs and newlines", "\tid:1\nstat:ENROUTE\r\n", 0, "1", MSG_DLR_ENROUTE, -1, -1, -1, "", ""},
+    {"64-char id",
+     "id:0123456789012345678901234567890123456789012345678901234567890123 stat:DELIVRD", 0,
+     "0123456789012345678901234567890123456789012345678901234567890123", MSG_DLR_DELIVERED, -1, -1,
+     -1, "", ""},
+    {"too long id",
+     "id:01234567890123456789012345678901234567890123456789012345678901234567890123456789 "
+     "stat:DELIVRD",
+     -1, "", MSG_DLR_DELIVERED, -1, -1, -1, "", ""},
+    {"missing stat", "id:1 err:0", -1, "1", MSG_DLR_UNKNOWN, 0, -1, -1, "", ""},
+    {"missing id", "sub:1 stat:DELIVRD", -1, "", MSG_DLR_DELIVERED, -1, 1, -1, "", ""},
+    {"xid is not id", "xid:1 stat:DELIVRD", -1, "", MSG_DLR_DELIVERED, -1, -1, -1, "", ""},
+    {"empty", "", -1, "", MSG_DLR_UNKNOWN, -1, -1, -1, "", ""},
+    {"plain MO text", "xin chao, toi muon hoc", -1, "", MSG_DLR_UNKNOWN, -1, -1, -1, "", ""},
 };
 
 static void
@@ -115,14 +113,14 @@ test_state_words(void **state)
 		enum msg_dlr_state s;
 		bool final;
 	} t[] = {
-		{"DELIVRD", MSG_DLR_DELIVERED, true},   {"EXPIRED", MSG_DLR_EXPIRED, true},
-		{"DELETED", MSG_DLR_DELETED, true},     {"UNDELIV", MSG_DLR_UNDELIVERABLE, true},
-		{"ACCEPTD", MSG_DLR_ACCEPTED, false},   {"UNKNOWN", MSG_DLR_UNKNOWN, false},
-		{"REJECTD", MSG_DLR_REJECTED, true},    {"ENROUTE", MSG_DLR_ENROUTE, false},
-		{"ACKED", MSG_DLR_ENROUTE, false},      {"BUFFRED", MSG_DLR_ENROUTE, false},
-		{"BUFFERD", MSG_DLR_ENROUTE, false},    {"delivrd", MSG_DLR_DELIVERED, true},
-		{"DELIVERED", MSG_DLR_DELIVERED, true}, {"FAILED", MSG_DLR_UNDELIVERABLE, true},
-		{"", MSG_DLR_UNKNOWN, false},           {"DELIVRDX", MSG_DLR_UNKNOWN, false},
+	    {"DELIVRD", MSG_DLR_DELIVERED, true},   {"EXPIRED", MSG_DLR_EXPIRED, true},
+	    {"DELETED", MSG_DLR_DELETED, true},     {"UNDELIV", MSG_DLR_UNDELIVERABLE, true},
+	    {"ACCEPTD", MSG_DLR_ACCEPTED, false},   {"UNKNOWN", MSG_DLR_UNKNOWN, false},
+	    {"REJECTD", MSG_DLR_REJECTED, true},    {"ENROUTE", MSG_DLR_ENROUTE, false},
+	    {"ACKED", MSG_DLR_ENROUTE, false},      {"BUFFRED", MSG_DLR_ENROUTE, false},
+	    {"BUFFERD", MSG_DLR_ENROUTE, false},    {"delivrd", MSG_DLR_DELIVERED, true},
+	    {"DELIVERED", MSG_DLR_DELIVERED, true}, {"FAILED", MSG_DLR_UNDELIVERABLE, true},
+	    {"", MSG_DLR_UNKNOWN, false},           {"DELIVRDX", MSG_DLR_UNKNOWN, false},
 	};
 	size_t i;
 
@@ -143,26 +141,26 @@ test_normalise_id(void **state)
 		int rc;
 		const char *out;
 	} t[] = {
-		{"0001A2", ID_BASE_HEX, 0, "418"},
-		{"1a2", ID_BASE_HEX, 0, "418"},
-		{"418", ID_BASE_DEC, 0, "418"},
-		{"000418", ID_BASE_DEC, 0, "418"},
-		{"0e999f21", ID_BASE_HEX, 0, "244948769"}, /* jasmin #643 */
-		{"E999F21", ID_BASE_HEX, 0, "244948769"},
-		{"0x1A2", ID_BASE_HEX, 0, "418"},
-		{"0", ID_BASE_DEC, 0, "0"},
-		{"000", ID_BASE_HEX, 0, "0"},
-		{"FFFFFFFFFFFFFFFF", ID_BASE_HEX, 0, "18446744073709551615"},
-		{"10000000000000000", ID_BASE_HEX, 0, "10000000000000000"}, /* overflow: as-is */
-		{"18446744073709551615", ID_BASE_DEC, 0, "18446744073709551615"},
-		{"18446744073709551616", ID_BASE_DEC, 0, "18446744073709551616"},
-		{"1A2", ID_BASE_DEC, 0, "1a2"},          /* not decimal: lower-cased */
-		{"abc-XYZ", ID_BASE_HEX, 0, "abc-xyz"},
-		{"AbC00", ID_BASE_STRING, 0, "abc00"},
-		{"00418", ID_BASE_STRING, 0, "00418"},
-		{" 418 ", ID_BASE_DEC, 0, "418"},
-		{"", ID_BASE_DEC, -1, ""},
-		{"  ", ID_BASE_HEX, -1, ""},
+	    {"0001A2", ID_BASE_HEX, 0, "418"},
+	    {"1a2", ID_BASE_HEX, 0, "418"},
+	    {"418", ID_BASE_DEC, 0, "418"},
+	    {"000418", ID_BASE_DEC, 0, "418"},
+	    {"0e999f21", ID_BASE_HEX, 0, "244948769"}, /* jasmin #643 */
+	    {"E999F21", ID_BASE_HEX, 0, "244948769"},
+	    {"0x1A2", ID_BASE_HEX, 0, "418"},
+	    {"0", ID_BASE_DEC, 0, "0"},
+	    {"000", ID_BASE_HEX, 0, "0"},
+	    {"FFFFFFFFFFFFFFFF", ID_BASE_HEX, 0, "18446744073709551615"},
+	    {"10000000000000000", ID_BASE_HEX, 0, "10000000000000000"}, /* overflow: as-is */
+	    {"18446744073709551615", ID_BASE_DEC, 0, "18446744073709551615"},
+	    {"18446744073709551616", ID_BASE_DEC, 0, "18446744073709551616"},
+	    {"1A2", ID_BASE_DEC, 0, "1a2"}, /* not decimal: lower-cased */
+	    {"abc-XYZ", ID_BASE_HEX, 0, "abc-xyz"},
+	    {"AbC00", ID_BASE_STRING, 0, "abc00"},
+	    {"00418", ID_BASE_STRING, 0, "00418"},
+	    {" 418 ", ID_BASE_DEC, 0, "418"},
+	    {"", ID_BASE_DEC, -1, ""},
+	    {"  ", ID_BASE_HEX, -1, ""},
 	};
 	size_t i;
 	char out[MSG_SMSC_ID_MAX];
@@ -193,10 +191,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_table),
-		cmocka_unit_test(test_parse_bounded),
-		cmocka_unit_test(test_state_words),
-		cmocka_unit_test(test_normalise_id),
+	    cmocka_unit_test(test_parse_table),
+	    cmocka_unit_test(test_parse_bounded),
+	    cmocka_unit_test(test_state_words),
+	    cmocka_unit_test(test_normalise_id),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

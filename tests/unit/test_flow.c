@@ -124,7 +124,8 @@ play_quiz(struct flow_sub *s, int skill, const bool right[5], struct flow_result
 		q = pending(s);
 		assert_non_null(q);
 		has(r->reply[r->n_replies - 1], q->text);
-		snprintf(ans, sizeof(ans), "%c", 'a' + (right[i] ? q->answer : (q->answer + 1) % 4));
+		snprintf(ans, sizeof(ans), "%c",
+		         'a' + (right[i] ? q->answer : (q->answer + 1) % 4));
 		sms(s, ans, T0 + 10 + i, r);
 		if (!right[i])
 			has(r->reply[0], q->why);
@@ -343,14 +344,14 @@ static void
 test_keywords_diacritics(void **state)
 {
 	static const struct kwcase cases[] = {
-		{"HỌC 3", "Q:3:", "Thanh toán"},   {"hoc3", "Q:3:", "Thanh toán"},
-		{"Học 3", "Q:3:", "Thanh toán"},   {"  hoc   3 !", "Q:3:", "Thanh toán"},
-		{"HOC-5", "Q:5:", "nền tảng"},     {"quiz 1", "Q:1:", "dịch vụ công"},
-		{"HỌC", "M:0", "1 Dịch vụ công"},  {"hoc 9", "M:0", "Nhắn số kỹ năng"},
-		{"danh gia", "S:1:0", "Tự đánh giá"}, {"ĐÁNH GIÁ", "S:1:0", "Tự đánh giá"},
-		{"rate", "S:1:0", "Tự đánh giá"},  {"kq", NULL, "Kết quả của bạn"},
-		{"Kết quả", NULL, "Kết quả của bạn"}, {"hd", NULL, "Nhắn HOC"},
-		{"TRO GIUP", NULL, "Nhắn HOC"},    {"help?", NULL, "Nhắn HOC"},
+	    {"HỌC 3", "Q:3:", "Thanh toán"},      {"hoc3", "Q:3:", "Thanh toán"},
+	    {"Học 3", "Q:3:", "Thanh toán"},      {"  hoc   3 !", "Q:3:", "Thanh toán"},
+	    {"HOC-5", "Q:5:", "nền tảng"},        {"quiz 1", "Q:1:", "dịch vụ công"},
+	    {"HỌC", "M:0", "1 Dịch vụ công"},     {"hoc 9", "M:0", "Nhắn số kỹ năng"},
+	    {"danh gia", "S:1:0", "Tự đánh giá"}, {"ĐÁNH GIÁ", "S:1:0", "Tự đánh giá"},
+	    {"rate", "S:1:0", "Tự đánh giá"},     {"kq", NULL, "Kết quả của bạn"},
+	    {"Kết quả", NULL, "Kết quả của bạn"}, {"hd", NULL, "Nhắn HOC"},
+	    {"TRO GIUP", NULL, "Nhắn HOC"},       {"help?", NULL, "Nhắn HOC"},
 	};
 	struct flow_sub s;
 	struct flow_result r;
@@ -466,8 +467,9 @@ static void
 test_answer_forms(void **state)
 {
 	static const char *const right[] = {
-		"đáp án B", "dap an b", "b", "B.", "(b)", "b)", " 2 ", "2", "Đáp án: B",
-		"ĐA B", "tra loi b", "B. dichvucong.gov.vn", "\tB\n",
+	    "đáp án B", "dap an b", "b",         "B.",   "(b)",       "b)",
+	    " 2 ",      "2",        "Đáp án: B", "ĐA B", "tra loi b", "B. dichvucong.gov.vn",
+	    "\tB\n",
 	};
 	static const char *const wrong[] = {"c", "(c)", "1", "a)", "D!"};
 	static const char *const junk[] = {"5", "E", "BB", "xyz", ""};
@@ -513,8 +515,9 @@ test_household_join(void **state)
 	static const struct {
 		const char *text, *code;
 	} cases[] = {
-		{"HO abc123", "ABC123"}, {"Hộ 0100 1000", "01001000"}, {"home hn-01", "HN-01"},
-		{"HO123", "123"},       {"ho: 77", "77"},
+	    {"HO abc123", "ABC123"}, {"Hộ 0100 1000", "01001000"},
+	    {"home hn-01", "HN-01"}, {"HO123", "123"},
+	    {"ho: 77", "77"},
 	};
 	struct flow_sub s;
 	struct flow_result r;
@@ -574,9 +577,9 @@ test_proficient_rules(void **state)
 		bool passed;
 		bool want[3]; /* self, quiz, both */
 	} cases[] = {
-		{-1, false, {false, false, false}}, {1, true, {false, true, false}},
-		{2, false, {true, false, false}},   {3, true, {true, true, true}},
-		{0, false, {false, false, false}},  {2, true, {true, true, true}},
+	    {-1, false, {false, false, false}}, {1, true, {false, true, false}},
+	    {2, false, {true, false, false}},   {3, true, {true, true, true}},
+	    {0, false, {false, false, false}},  {2, true, {true, true, true}},
 	};
 	struct flow_sub s;
 	size_t i;
@@ -587,7 +590,8 @@ test_proficient_rules(void **state)
 		s.self_level[4] = cases[i].self;
 		s.quiz_passed[4] = cases[i].passed;
 		for (rule = 0; rule < 3; rule++)
-			assert_int_equal(flow_proficient(&s, 5, (enum flow_rule)rule), cases[i].want[rule]);
+			assert_int_equal(flow_proficient(&s, 5, (enum flow_rule)rule),
+			                 cases[i].want[rule]);
 	}
 	assert_false(flow_proficient(&s, 0, FLOW_RULE_SELF));
 	assert_false(flow_proficient(&s, 6, FLOW_RULE_SELF));
@@ -599,9 +603,15 @@ test_normalise(void **state)
 	static const struct {
 		const char *in, *out;
 	} cases[] = {
-		{"  Học   3 ! ", "HOC 3"}, {"đáp án: B.", "DAP AN: B"}, {"(c)", "C"},
-		{"TỪ CHỐI", "TU CHOI"},    {"\t\r\nhd\n", "HD"},         {"", ""},
-		{"...", ""},               {"a)", "A"},                  {"Ơ kìa 😀", "O KIA 😀"},
+	    {"  Học   3 ! ", "HOC 3"},
+	    {"đáp án: B.", "DAP AN: B"},
+	    {"(c)", "C"},
+	    {"TỪ CHỐI", "TU CHOI"},
+	    {"\t\r\nhd\n", "HD"},
+	    {"", ""},
+	    {"...", ""},
+	    {"a)", "A"},
+	    {"Ơ kìa 😀", "O KIA 😀"},
 	};
 	char out[64];
 	size_t i;
@@ -622,8 +632,17 @@ static void
 test_corrupt_and_stale_state(void **state)
 {
 	static const char *const corrupt[] = {
-		"Q:9:dvc01:0:0:0", "Q:1::0:0:0", "Q:1:dvc01:1:0:0", "Q:1:dvc01:0:1:0",
-		"S:0:0", "S:1", "M:x", "X:1", "Q", "Q:1:DVC01:0:0:0", "Q:1:dvc01:0:0:0:9",
+	    "Q:9:dvc01:0:0:0",
+	    "Q:1::0:0:0",
+	    "Q:1:dvc01:1:0:0",
+	    "Q:1:dvc01:0:1:0",
+	    "S:0:0",
+	    "S:1",
+	    "M:x",
+	    "X:1",
+	    "Q",
+	    "Q:1:DVC01:0:0:0",
+	    "Q:1:dvc01:0:0:0:9",
 	};
 	struct flow_sub s;
 	struct flow_result r;
@@ -658,24 +677,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_quiz_passed_each_skill),
-		cmocka_unit_test(test_quiz_failed_each_skill),
-		cmocka_unit_test(test_wrong_answer_explained),
-		cmocka_unit_test(test_quiz_draws_distinct_questions),
-		cmocka_unit_test(test_self_assessment),
-		cmocka_unit_test(test_stop_mid_quiz_then_start),
-		cmocka_unit_test(test_help_rate_limit),
-		cmocka_unit_test(test_keywords_diacritics),
-		cmocka_unit_test(test_menu_then_number),
-		cmocka_unit_test(test_english),
-		cmocka_unit_test(test_language_switch),
-		cmocka_unit_test(test_late_answer),
-		cmocka_unit_test(test_answer_forms),
-		cmocka_unit_test(test_household_join),
-		cmocka_unit_test(test_status_text),
-		cmocka_unit_test(test_proficient_rules),
-		cmocka_unit_test(test_normalise),
-		cmocka_unit_test(test_corrupt_and_stale_state),
+	    cmocka_unit_test(test_quiz_passed_each_skill),
+	    cmocka_unit_test(test_quiz_failed_each_skill),
+	    cmocka_unit_test(test_wrong_answer_explained),
+	    cmocka_unit_test(test_quiz_draws_distinct_questions),
+	    cmocka_unit_test(test_self_assessment),
+	    cmocka_unit_test(test_stop_mid_quiz_then_start),
+	    cmocka_unit_test(test_help_rate_limit),
+	    cmocka_unit_test(test_keywords_diacritics),
+	    cmocka_unit_test(test_menu_then_number),
+	    cmocka_unit_test(test_english),
+	    cmocka_unit_test(test_language_switch),
+	    cmocka_unit_test(test_late_answer),
+	    cmocka_unit_test(test_answer_forms),
+	    cmocka_unit_test(test_household_join),
+	    cmocka_unit_test(test_status_text),
+	    cmocka_unit_test(test_proficient_rules),
+	    cmocka_unit_test(test_normalise),
+	    cmocka_unit_test(test_corrupt_and_stale_state),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

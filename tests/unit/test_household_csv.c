@@ -87,21 +87,21 @@ static const struct {
 	const char *row;
 	const char *want;
 } bad_rows[] = {
-	{"HN-1,01,001,00001,\"Tổ 5,0912345678,vi", "unterminated"},
-	{"HN-1,01,001,00001,Tổ \"5\",0912345678,vi", "quote inside"},
-	{"HN-1,01,001,00001,\"Tổ 5\"x,0912345678,vi", "after a closing quote"},
-	{"HN-1,01,001,00001,0912345678,vi", "expected 7 columns, got 6"},
-	{"HN-1,01,001,00001,v,0912345678,vi,extra", "expected 7 columns, got 8"},
-	{"HN-1,1,001,00001,v,0912345678,vi", "province_code"},
-	{"HN-1,01,01,00001,v,0912345678,vi", "district_code"},
-	{"HN-1,01,001,0001A,v,0912345678,vi", "commune_code"},
-	{",01,001,00001,v,0912345678,vi", "household_code is empty"},
-	{"HN 1,01,001,00001,v,0912345678,vi", "household_code may only"},
-	{"HN-1,01,001,00001,v,12ab,vi", "msisdn"},
-	{"HN-1,01,001,00001,v,0912345678,fr", "language"},
-	{"HN-1,01,001,00001,T\xe1\xbb,0912345678,vi", "UTF-8"},
-	{"HN-1,01,001,00001,\xff\xfe,0912345678,vi", "UTF-8"},
-	{"HN-1,01,001,00001,\xed\xa0\x80,0912345678,vi", "UTF-8"},
+    {"HN-1,01,001,00001,\"Tổ 5,0912345678,vi", "unterminated"},
+    {"HN-1,01,001,00001,Tổ \"5\",0912345678,vi", "quote inside"},
+    {"HN-1,01,001,00001,\"Tổ 5\"x,0912345678,vi", "after a closing quote"},
+    {"HN-1,01,001,00001,0912345678,vi", "expected 7 columns, got 6"},
+    {"HN-1,01,001,00001,v,0912345678,vi,extra", "expected 7 columns, got 8"},
+    {"HN-1,1,001,00001,v,0912345678,vi", "province_code"},
+    {"HN-1,01,01,00001,v,0912345678,vi", "district_code"},
+    {"HN-1,01,001,0001A,v,0912345678,vi", "commune_code"},
+    {",01,001,00001,v,0912345678,vi", "household_code is empty"},
+    {"HN 1,01,001,00001,v,0912345678,vi", "household_code may only"},
+    {"HN-1,01,001,00001,v,12ab,vi", "msisdn"},
+    {"HN-1,01,001,00001,v,0912345678,fr", "language"},
+    {"HN-1,01,001,00001,T\xe1\xbb,0912345678,vi", "UTF-8"},
+    {"HN-1,01,001,00001,\xff\xfe,0912345678,vi", "UTF-8"},
+    {"HN-1,01,001,00001,\xed\xa0\x80,0912345678,vi", "UTF-8"},
 };
 
 static void
@@ -109,7 +109,8 @@ test_bad_rows(void **state)
 {
 	for (size_t i = 0; i < sizeof bad_rows / sizeof bad_rows[0]; i++) {
 		char csv[1024];
-		snprintf(csv, sizeof csv, HDR "HN-9,01,001,00001,ok,0912000001,vi\n%s\nHN-9,01,001,00001,ok,,vi\n",
+		snprintf(csv, sizeof csv,
+		         HDR "HN-9,01,001,00001,ok,0912000001,vi\n%s\nHN-9,01,001,00001,ok,,vi\n",
 		         bad_rows[i].row);
 		struct result r;
 		assert_int_equal(parse(csv, strlen(csv), 0, &r, NULL), 0);
@@ -125,11 +126,12 @@ test_bad_rows(void **state)
 static void
 test_bom_crlf_quotes(void **state)
 {
-	const char *csv = "\xef\xbb\xbf"
-	                  "household_code,province_code,district_code,commune_code,village,msisdn,language\r\n"
-	                  "\"HN-1\",01,001,00001,\"Tổ 5, \"\"Ngõ\"\" 3\",\"0912 345 678\",vi\r\n"
-	                  "\r\n"
-	                  "HN-2,01,001,00001,x,,en";
+	const char *csv =
+	    "\xef\xbb\xbf"
+	    "household_code,province_code,district_code,commune_code,village,msisdn,language\r\n"
+	    "\"HN-1\",01,001,00001,\"Tổ 5, \"\"Ngõ\"\" 3\",\"0912 345 678\",vi\r\n"
+	    "\r\n"
+	    "HN-2,01,001,00001,x,,en";
 	for (size_t chunk = 0; chunk < 9; chunk++) {
 		struct result r;
 		assert_int_equal(parse(csv, strlen(csv), chunk, &r, NULL), 0);
@@ -149,19 +151,22 @@ test_header(void **state)
 	struct result r;
 	const char *fatal = NULL;
 	/* columns in another order are fine */
-	const char *reordered = "msisdn,language,village,commune_code,district_code,province_code,household_code\n"
-	                        "0912345678,en,x,00001,001,01,HN-1\n";
+	const char *reordered =
+	    "msisdn,language,village,commune_code,district_code,province_code,household_code\n"
+	    "0912345678,en,x,00001,001,01,HN-1\n";
 	assert_int_equal(parse(reordered, strlen(reordered), 0, &r, &fatal), 0);
 	assert_int_equal(r.nok, 1);
 	assert_string_equal(r.rows[0].commune, "00001");
 	/* no header: every record is an error and the parse fails */
-	const char *nohdr = "HN-1,01,001,00001,x,0912345678,vi\nHN-2,01,001,00001,x,0912345679,vi\n";
+	const char *nohdr =
+	    "HN-1,01,001,00001,x,0912345678,vi\nHN-2,01,001,00001,x,0912345679,vi\n";
 	assert_int_equal(parse(nohdr, strlen(nohdr), 0, &r, &fatal), -1);
 	assert_non_null(strstr(fatal, "unknown column"));
 	assert_int_equal(r.nerr, 1);
 	assert_int_equal(r.nok, 0);
 	/* missing column */
-	const char *missing = "household_code,province_code,district_code,commune_code,village,msisdn\n";
+	const char *missing =
+	    "household_code,province_code,district_code,commune_code,village,msisdn\n";
 	assert_int_equal(parse(missing, strlen(missing), 0, &r, &fatal), -1);
 	assert_non_null(strstr(fatal, "missing column language"));
 	/* empty input */
@@ -194,8 +199,9 @@ test_utf8(void **state)
 		const char *s;
 		int ok;
 	} cases[] = {
-		{"abc", 1}, {"Tổ", 1}, {"\xf0\x9f\x98\x80", 1}, {"\xc0\x80", 0}, {"\xe0\x80\x80", 0},
-		{"\xf4\x90\x80\x80", 0}, {"\x80", 0}, {"\xe1\xbb", 0},
+	    {"abc", 1},      {"Tổ", 1},           {"\xf0\x9f\x98\x80", 1},
+	    {"\xc0\x80", 0}, {"\xe0\x80\x80", 0}, {"\xf4\x90\x80\x80", 0},
+	    {"\x80", 0},     {"\xe1\xbb", 0},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		assert_int_equal(hhcsv_utf8_valid(cases[i].s, strlen(cases[i].s)), cases[i].ok);
@@ -205,9 +211,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_rows),   cmocka_unit_test(test_bad_rows),
-		cmocka_unit_test(test_bom_crlf_quotes), cmocka_unit_test(test_header),
-		cmocka_unit_test(test_long_record),  cmocka_unit_test(test_utf8),
+	    cmocka_unit_test(test_valid_rows),      cmocka_unit_test(test_bad_rows),
+	    cmocka_unit_test(test_bom_crlf_quotes), cmocka_unit_test(test_header),
+	    cmocka_unit_test(test_long_record),     cmocka_unit_test(test_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

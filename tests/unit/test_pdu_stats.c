@@ -59,21 +59,21 @@ static void
 test_counting(void **state)
 {
 	static const struct count_case cases[] = {
-		{"l1", PDU_STATS_OUT, 0x00000004, 0, 3},    /* submit_sm */
-		{"l1", PDU_STATS_IN, 0x80000004, 0x00, 2},  /* submit_sm_resp ROK */
-		{"l1", PDU_STATS_IN, 0x80000004, 0x58, 1},  /* submit_sm_resp THROTTLED */
-		{"l2", PDU_STATS_OUT, 0x00000004, 0, 5},    /* other link */
-		{"l1", PDU_STATS_IN, 0x00000005, 0, 4},     /* deliver_sm */
-		{"l1", PDU_STATS_OUT, 0x80000005, 0, 4},    /* deliver_sm_resp */
+	    {"l1", PDU_STATS_OUT, 0x00000004, 0, 3},   /* submit_sm */
+	    {"l1", PDU_STATS_IN, 0x80000004, 0x00, 2}, /* submit_sm_resp ROK */
+	    {"l1", PDU_STATS_IN, 0x80000004, 0x58, 1}, /* submit_sm_resp THROTTLED */
+	    {"l2", PDU_STATS_OUT, 0x00000004, 0, 5},   /* other link */
+	    {"l1", PDU_STATS_IN, 0x00000005, 0, 4},    /* deliver_sm */
+	    {"l1", PDU_STATS_OUT, 0x80000005, 0, 4},   /* deliver_sm_resp */
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		for (int k = 0; k < cases[i].times; k++)
 			pdu_stats_count(cases[i].link, cases[i].dir, cases[i].cmd, cases[i].status);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-		assert_int_equal(pdu_stats_get(cases[i].link, cases[i].dir, cases[i].cmd,
-		                               cases[i].status),
-		                 cases[i].times);
+		assert_int_equal(
+		    pdu_stats_get(cases[i].link, cases[i].dir, cases[i].cmd, cases[i].status),
+		    cases[i].times);
 	/* direction, link and status are part of the key */
 	assert_int_equal(pdu_stats_get("l1", PDU_STATS_IN, 0x00000004, 0), 0);
 	assert_int_equal(pdu_stats_get("l3", PDU_STATS_OUT, 0x00000004, 0), 0);
@@ -125,21 +125,26 @@ static void
 test_render(void **state)
 {
 	static const struct render_case cases[] = {
-		{0x80000004, 0x00, PDU_STATS_IN,
-		 "skillgate_smpp_pdus_total{link=\"l1\",direction=\"in\",command=\"submit_sm_resp\","
-		 "status=\"ESME_ROK\"} 1\n"},
-		{0x80000004, 0x58, PDU_STATS_IN, "command=\"submit_sm_resp\",status=\"ESME_RTHROTTLED\"} 1\n"},
-		{0x80000004, 0x14, PDU_STATS_IN, "command=\"submit_sm_resp\",status=\"ESME_RMSGQFUL\"} 1\n"},
-		{0x80000004, 0x400, PDU_STATS_IN, "command=\"submit_sm_resp\",status=\"0x00000400\"} 1\n"},
-		{0x80000000, 0x03, PDU_STATS_OUT,
-		 "direction=\"out\",command=\"generic_nack\",status=\"ESME_RINVCMDID\"} 1\n"},
-		{0x00000009, 0, PDU_STATS_OUT, "direction=\"out\",command=\"bind_transceiver\"} 1\n"},
-		{0x80000009, 0, PDU_STATS_IN, "command=\"bind_transceiver_resp\",status=\"ESME_ROK\"} 1\n"},
-		{0x00000006, 0, PDU_STATS_OUT, "command=\"unbind\"} 1\n"},
-		{0x80000006, 0, PDU_STATS_IN, "command=\"unbind_resp\",status=\"ESME_ROK\"} 1\n"},
-		{0x00000103, 0, PDU_STATS_IN, "command=\"data_sm\"} 1\n"},
-		{0x80000103, 0xC2, PDU_STATS_OUT, "command=\"data_sm_resp\",status=\"ESME_RINVPARLEN\"} 1\n"},
-		{0x80000015, 0, PDU_STATS_IN, "command=\"enquire_link_resp\",status=\"ESME_ROK\"} 1\n"},
+	    {0x80000004, 0x00, PDU_STATS_IN,
+	     "skillgate_smpp_pdus_total{link=\"l1\",direction=\"in\",command=\"submit_sm_resp\","
+	     "status=\"ESME_ROK\"} 1\n"},
+	    {0x80000004, 0x58, PDU_STATS_IN,
+	     "command=\"submit_sm_resp\",status=\"ESME_RTHROTTLED\"} 1\n"},
+	    {0x80000004, 0x14, PDU_STATS_IN,
+	     "command=\"submit_sm_resp\",status=\"ESME_RMSGQFUL\"} 1\n"},
+	    {0x80000004, 0x400, PDU_STATS_IN,
+	     "command=\"submit_sm_resp\",status=\"0x00000400\"} 1\n"},
+	    {0x80000000, 0x03, PDU_STATS_OUT,
+	     "direction=\"out\",command=\"generic_nack\",status=\"ESME_RINVCMDID\"} 1\n"},
+	    {0x00000009, 0, PDU_STATS_OUT, "direction=\"out\",command=\"bind_transceiver\"} 1\n"},
+	    {0x80000009, 0, PDU_STATS_IN,
+	     "command=\"bind_transceiver_resp\",status=\"ESME_ROK\"} 1\n"},
+	    {0x00000006, 0, PDU_STATS_OUT, "command=\"unbind\"} 1\n"},
+	    {0x80000006, 0, PDU_STATS_IN, "command=\"unbind_resp\",status=\"ESME_ROK\"} 1\n"},
+	    {0x00000103, 0, PDU_STATS_IN, "command=\"data_sm\"} 1\n"},
+	    {0x80000103, 0xC2, PDU_STATS_OUT,
+	     "command=\"data_sm_resp\",status=\"ESME_RINVPARLEN\"} 1\n"},
+	    {0x80000015, 0, PDU_STATS_IN, "command=\"enquire_link_resp\",status=\"ESME_ROK\"} 1\n"},
 	};
 	const size_t n = sizeof cases / sizeof cases[0];
 
@@ -244,13 +249,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_counting, setup),
-		cmocka_unit_test_setup(test_request_status_ignored, setup),
-		cmocka_unit_test_setup(test_unknown_and_invalid, setup),
-		cmocka_unit_test_setup(test_render, setup),
-		cmocka_unit_test_setup(test_render_empty_and_reset, setup),
-		cmocka_unit_test_setup(test_label_escaping_and_truncation, setup),
-		cmocka_unit_test_setup(test_overflow, setup),
+	    cmocka_unit_test_setup(test_counting, setup),
+	    cmocka_unit_test_setup(test_request_status_ignored, setup),
+	    cmocka_unit_test_setup(test_unknown_and_invalid, setup),
+	    cmocka_unit_test_setup(test_render, setup),
+	    cmocka_unit_test_setup(test_render_empty_and_reset, setup),
+	    cmocka_unit_test_setup(test_label_escaping_and_truncation, setup),
+	    cmocka_unit_test_setup(test_overflow, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

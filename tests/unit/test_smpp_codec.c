@@ -73,13 +73,13 @@ pb_deliver(struct pb *p, uint32_t seq, uint8_t esm, const char *text)
 	pb_u32(p, SMPP_DELIVER_SM);
 	pb_u32(p, 0);
 	pb_u32(p, seq);
-	pb_str(p, "");           /* service_type */
+	pb_str(p, ""); /* service_type */
 	pb_u8(p, 1);
 	pb_u8(p, 1);
 	pb_str(p, "84912345678"); /* source_addr */
 	pb_u8(p, 0);
 	pb_u8(p, 0);
-	pb_str(p, "8079");        /* destination_addr */
+	pb_str(p, "8079"); /* destination_addr */
 	pb_u8(p, esm);
 	pb_u8(p, 0);
 	pb_u8(p, 0);
@@ -87,7 +87,7 @@ pb_deliver(struct pb *p, uint32_t seq, uint8_t esm, const char *text)
 	pb_str(p, "");
 	pb_u8(p, 0);
 	pb_u8(p, 0);
-	pb_u8(p, 0);              /* data_coding */
+	pb_u8(p, 0); /* data_coding */
 	pb_u8(p, 0);
 	pb_u8(p, (uint8_t)strlen(text));
 	memcpy(p->b + p->n, text, strlen(text));
@@ -223,11 +223,20 @@ test_submit_roundtrip(void **state)
 	struct smpp_submit_view v;
 
 	memset(payload, 'p', sizeof payload);
-	struct smpp_submit s = {.service_type = "USSD", .src_ton = 3, .src = "8079",
-	                        .dst_ton = 1, .dst_npi = 1, .dst = "84912345678",
-	                        .esm_class = 0x40, .registered_delivery = 1,
-	                        .sm = udh, .sm_len = sizeof udh, .sar = true, .sar_ref = 0x1234,
-	                        .sar_total = 2, .sar_seq = 1};
+	struct smpp_submit s = {.service_type = "USSD",
+	                        .src_ton = 3,
+	                        .src = "8079",
+	                        .dst_ton = 1,
+	                        .dst_npi = 1,
+	                        .dst = "84912345678",
+	                        .esm_class = 0x40,
+	                        .registered_delivery = 1,
+	                        .sm = udh,
+	                        .sm_len = sizeof udh,
+	                        .sar = true,
+	                        .sar_ref = 0x1234,
+	                        .sar_total = 2,
+	                        .sar_seq = 1};
 	int n = smpp_codec_encode_submit(b, sizeof b, 11, &s);
 	assert_true(n > 0);
 	assert_int_equal(smpp_codec_unpack_submit(b, (size_t)n, &v), 0);
@@ -245,10 +254,17 @@ test_submit_roundtrip(void **state)
 	assert_int_equal(v.sar_total, 2);
 	assert_int_equal(v.sar_seq, 1);
 
-	struct smpp_submit u = {.src = "8079", .dst = "84912345678", .data_coding = 8,
-	                        .payload = payload, .payload_len = 1024, .has_ussd_op = true,
-	                        .ussd_op = 2, .has_its_session = true, .its_session = 0x2501,
-	                        .has_umr = true, .umr = 0xBEEF};
+	struct smpp_submit u = {.src = "8079",
+	                        .dst = "84912345678",
+	                        .data_coding = 8,
+	                        .payload = payload,
+	                        .payload_len = 1024,
+	                        .has_ussd_op = true,
+	                        .ussd_op = 2,
+	                        .has_its_session = true,
+	                        .its_session = 0x2501,
+	                        .has_umr = true,
+	                        .umr = 0xBEEF};
 	n = smpp_codec_encode_submit(b, sizeof b, 12, &u);
 	assert_true(n > 1024);
 	assert_int_equal(smpp_codec_unpack_submit(b, (size_t)n, &v), 0);
@@ -488,8 +504,8 @@ test_resp_decode(void **state)
 	assert_int_equal(smpp_codec_decode_resp(e17, 17, id, sizeof id), 0);
 	assert_string_equal(id, "");
 	/* submit_sm_resp OK with an id */
-	uint8_t ok[23] = {0, 0, 0, 23, 0x80, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 3,
-	                  '0', '0', '1', 'A', '2', 0, 0};
+	uint8_t ok[23] = {0, 0, 0, 23, 0x80, 0,   0,   4,   0,   0, 0, 0,
+	                  0, 0, 0, 3,  '0',  '0', '1', 'A', '2', 0, 0};
 	ok[3] = 22;
 	assert_int_equal(smpp_codec_decode_resp(ok, 22, id, sizeof id), 0);
 	assert_string_equal(id, "001A2");

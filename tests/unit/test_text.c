@@ -52,44 +52,54 @@ struct dec_case {
 #define B(s) s, sizeof(s) - 1
 
 static const struct dec_case dec_cases[] = {
-	{"gsm basic", 0x00, DC0_GSM, B("Hello \x00 \x01 \x02 \x11"), "Hello @ £ $ _"},
-	{"gsm accents", 0x00, DC0_GSM, B("\x04\x05\x7f\x1f\x5b"), "èéàÉÄ"},
-	{"gsm greek", 0x00, DC0_GSM, B("\x10\x15"), "ΔΩ"},
-	{"gsm ext", 0x00, DC0_GSM, B("\x1b\x65\x1b\x28\x1b\x29\x1b\x14\x1b\x2f\x1b\x3c\x1b\x3d\x1b\x3e\x1b\x40"),
-	 "€{}^\\[~]|"},
-	{"gsm ext undefined -> base", 0x00, DC0_GSM, B("\x1b\x41"), "A"},
-	{"gsm trailing esc", 0x00, DC0_GSM, B("ab\x1b"), "ab\xEF\xBF\xBD"},
-	{"gsm high octet", 0x00, DC0_GSM, B("a\x80z"), "a\xEF\xBF\xBDz"},
-	{"gsm lf cr", 0x00, DC0_GSM, B("a\nb\rc"), "a\nb\rc"},
-	{"latin1 dc0 @", 0x00, DC0_LATIN1, B("\x40\xe9"), "@é"},
-	{"latin1 dc0 00", 0x00, DC0_LATIN1, B("a\x00"), "a\xEF\xBF\xBD"},
-	{"ia5", 0x01, DC0_GSM, B("abc\x80"), "abc\xEF\xBF\xBD"},
-	{"latin1 dcs3", 0x03, DC0_GSM, B("\xe9\xff\xa3"), "éÿ£"},
-	{"binary dcs2", 0x02, DC0_GSM, B("\x01" "A\n"), "\xEF\xBF\xBD" "A\n"},
-	{"binary dcs4", 0x04, DC0_GSM, B("Hi\x85\xe9"), "Hi\xEF\xBF\xBDé"},
-	{"ucs2", 0x08, DC0_GSM, B("\x00T\x1e\xa1\x00m"), "Tạm"},
-	{"ucs2 vietnamese", 0x08, DC0_GSM, B("\x01\x11\x1e\xb9\x00p"), "đẹp"},
-	{"ucs2 surrogate pair", 0x08, DC0_GSM, B("\xd8\x3d\xde\x00"), "😀"},
-	{"ucs2 lone high", 0x08, DC0_GSM, B("\xd8\x3d\x00\x41"), "\xEF\xBF\xBD" "A"},
-	{"ucs2 lone high at end", 0x08, DC0_GSM, B("\x00\x41\xd8\x3d"), "A\xEF\xBF\xBD"},
-	{"ucs2 lone low", 0x08, DC0_GSM, B("\xdc\x00\x00\x41"), "\xEF\xBF\xBD" "A"},
-	{"ucs2 odd length", 0x08, DC0_GSM, B("\x00\x41\x00"), "A\xEF\xBF\xBD"},
-	{"ucs2 nul", 0x08, DC0_GSM, B("\x00\x00\x00\x41"), "\xEF\xBF\xBD" "A"},
-	{"ucs2 bom dropped", 0x08, DC0_GSM, B("\xfe\xff\x00\x41"), "A"},
-	{"ucs2 le bom", 0x08, DC0_GSM, B("\xff\xfe\x41\x00\xa1\x1e"), "Aạ"},
-	{"class 0x10 gsm", 0x10, DC0_LATIN1, B("\x00"), "@"},
-	{"class 0x11 gsm", 0x11, DC0_LATIN1, B("\x1b\x65"), "€"},
-	{"class 0x14 8bit", 0x14, DC0_GSM, B("AB"), "AB"},
-	{"class 0x18 ucs2", 0x18, DC0_GSM, B("\x1e\xa1"), "ạ"},
-	{"class 0x19 ucs2", 0x19, DC0_GSM, B("\x00\x41"), "A"},
-	{"class 0x1c reserved", 0x1c, DC0_GSM, B("A"), "A"},
-	{"compressed 0x28", 0x28, DC0_GSM, B("\x01"), "\xEF\xBF\xBD"},
-	{"0xf0 gsm", 0xf0, DC0_LATIN1, B("\x00\x02"), "@$"},
-	{"0xf1 gsm", 0xf1, DC0_GSM, B("ok"), "ok"},
-	{"0xf4 8bit", 0xf4, DC0_GSM, B("A\x01"), "A\xEF\xBF\xBD"},
-	{"0xf7 8bit", 0xf7, DC0_GSM, B("Z"), "Z"},
-	{"jis as ia5", 0x05, DC0_GSM, B("a\xa4"), "a\xEF\xBF\xBD"},
-	{"empty", 0x08, DC0_GSM, B(""), ""},
+    {"gsm basic", 0x00, DC0_GSM, B("Hello \x00 \x01 \x02 \x11"), "Hello @ £ $ _"},
+    {"gsm accents", 0x00, DC0_GSM, B("\x04\x05\x7f\x1f\x5b"), "èéàÉÄ"},
+    {"gsm greek", 0x00, DC0_GSM, B("\x10\x15"), "ΔΩ"},
+    {"gsm ext", 0x00, DC0_GSM,
+     B("\x1b\x65\x1b\x28\x1b\x29\x1b\x14\x1b\x2f\x1b\x3c\x1b\x3d\x1b\x3e\x1b\x40"), "€{}^\\[~]|"},
+    {"gsm ext undefined -> base", 0x00, DC0_GSM, B("\x1b\x41"), "A"},
+    {"gsm trailing esc", 0x00, DC0_GSM, B("ab\x1b"), "ab\xEF\xBF\xBD"},
+    {"gsm high octet", 0x00, DC0_GSM, B("a\x80z"), "a\xEF\xBF\xBDz"},
+    {"gsm lf cr", 0x00, DC0_GSM, B("a\nb\rc"), "a\nb\rc"},
+    {"latin1 dc0 @", 0x00, DC0_LATIN1, B("\x40\xe9"), "@é"},
+    {"latin1 dc0 00", 0x00, DC0_LATIN1, B("a\x00"), "a\xEF\xBF\xBD"},
+    {"ia5", 0x01, DC0_GSM, B("abc\x80"), "abc\xEF\xBF\xBD"},
+    {"latin1 dcs3", 0x03, DC0_GSM, B("\xe9\xff\xa3"), "éÿ£"},
+    {"binary dcs2", 0x02, DC0_GSM,
+     B("\x01"
+       "A\n"),
+     "\xEF\xBF\xBD"
+     "A\n"},
+    {"binary dcs4", 0x04, DC0_GSM, B("Hi\x85\xe9"), "Hi\xEF\xBF\xBDé"},
+    {"ucs2", 0x08, DC0_GSM, B("\x00T\x1e\xa1\x00m"), "Tạm"},
+    {"ucs2 vietnamese", 0x08, DC0_GSM, B("\x01\x11\x1e\xb9\x00p"), "đẹp"},
+    {"ucs2 surrogate pair", 0x08, DC0_GSM, B("\xd8\x3d\xde\x00"), "😀"},
+    {"ucs2 lone high", 0x08, DC0_GSM, B("\xd8\x3d\x00\x41"),
+     "\xEF\xBF\xBD"
+     "A"},
+    {"ucs2 lone high at end", 0x08, DC0_GSM, B("\x00\x41\xd8\x3d"), "A\xEF\xBF\xBD"},
+    {"ucs2 lone low", 0x08, DC0_GSM, B("\xdc\x00\x00\x41"),
+     "\xEF\xBF\xBD"
+     "A"},
+    {"ucs2 odd length", 0x08, DC0_GSM, B("\x00\x41\x00"), "A\xEF\xBF\xBD"},
+    {"ucs2 nul", 0x08, DC0_GSM, B("\x00\x00\x00\x41"),
+     "\xEF\xBF\xBD"
+     "A"},
+    {"ucs2 bom dropped", 0x08, DC0_GSM, B("\xfe\xff\x00\x41"), "A"},
+    {"ucs2 le bom", 0x08, DC0_GSM, B("\xff\xfe\x41\x00\xa1\x1e"), "Aạ"},
+    {"class 0x10 gsm", 0x10, DC0_LATIN1, B("\x00"), "@"},
+    {"class 0x11 gsm", 0x11, DC0_LATIN1, B("\x1b\x65"), "€"},
+    {"class 0x14 8bit", 0x14, DC0_GSM, B("AB"), "AB"},
+    {"class 0x18 ucs2", 0x18, DC0_GSM, B("\x1e\xa1"), "ạ"},
+    {"class 0x19 ucs2", 0x19, DC0_GSM, B("\x00\x41"), "A"},
+    {"class 0x1c reserved", 0x1c, DC0_GSM, B("A"), "A"},
+    {"compressed 0x28", 0x28, DC0_GSM, B("\x01"), "\xEF\xBF\xBD"},
+    {"0xf0 gsm", 0xf0, DC0_LATIN1, B("\x00\x02"), "@$"},
+    {"0xf1 gsm", 0xf1, DC0_GSM, B("ok"), "ok"},
+    {"0xf4 8bit", 0xf4, DC0_GSM, B("A\x01"), "A\xEF\xBF\xBD"},
+    {"0xf7 8bit", 0xf7, DC0_GSM, B("Z"), "Z"},
+    {"jis as ia5", 0x05, DC0_GSM, B("a\xa4"), "a\xEF\xBF\xBD"},
+    {"empty", 0x08, DC0_GSM, B(""), ""},
 };
 
 static void
@@ -138,37 +148,37 @@ test_decode_truncation(void **state)
 /* ---------------------------------------------------- fold (Vietnamese) */
 
 static const char *const fold_cases[][2] = {
-	/* the full Vietnamese alphabet, lower case */
-	{"a à á ả ã ạ ă ằ ắ ẳ ẵ ặ â ầ ấ ẩ ẫ ậ", "a a a a a a a a a a a a a a a a a a"},
-	{"đ", "d"},
-	{"e è é ẻ ẽ ẹ ê ề ế ể ễ ệ", "e e e e e e e e e e e e"},
-	{"i ì í ỉ ĩ ị", "i i i i i i"},
-	{"o ò ó ỏ õ ọ ô ồ ố ổ ỗ ộ ơ ờ ớ ở ỡ ợ", "o o o o o o o o o o o o o o o o o o"},
-	{"u ù ú ủ ũ ụ ư ừ ứ ử ữ ự", "u u u u u u u u u u u u"},
-	{"y ỳ ý ỷ ỹ ỵ", "y y y y y y"},
-	/* and upper case */
-	{"A À Á Ả Ã Ạ Ă Ằ Ắ Ẳ Ẵ Ặ Â Ầ Ấ Ẩ Ẫ Ậ", "A A A A A A A A A A A A A A A A A A"},
-	{"Đ", "D"},
-	{"E È É Ẻ Ẽ Ẹ Ê Ề Ế Ể Ễ Ệ", "E E E E E E E E E E E E"},
-	{"I Ì Í Ỉ Ĩ Ị", "I I I I I I"},
-	{"O Ò Ó Ỏ Õ Ọ Ô Ồ Ố Ổ Ỗ Ộ Ơ Ờ Ớ Ở Ỡ Ợ", "O O O O O O O O O O O O O O O O O O"},
-	{"U Ù Ú Ủ Ũ Ụ Ư Ừ Ứ Ử Ữ Ự", "U U U U U U U U U U U U"},
-	{"Y Ỳ Ý Ỷ Ỹ Ỵ", "Y Y Y Y Y Y"},
-	/* sentences */
-	{"Kỹ năng số cơ bản của Đảng viên", "Ky nang so co ban cua Dang vien"},
-	{"Bạn đã trả lời đúng 4/5 câu hỏi!", "Ban da tra loi dung 4/5 cau hoi!"},
-	/* NFD: base letters followed by combining marks U+0300-U+036F */
-	{"Vie\xcc\x82\xcc\xa3t", "Viet"},                      /* e + circumflex + dot below */
-	{"a\xcc\x80 a\xcc\x81 a\xcc\x89 a\xcc\x83 a\xcc\xa3", "a a a a a"},
-	{"o\xcc\x9b\xcc\x81 u\xcc\x9b\xcc\x80", "o u"},          /* horn + tone */
-	{"A\xcd\xaf", "A"},                                     /* U+036F, last of the block */
-	/* other Latin letters and things that are kept */
-	{"Ærøskøbing Straße Łódź", "AEroskobing Strasse Lodz"},
-	{"Ð ð", "D d"},
-	{"日本 € 😀 @", "日本 € 😀 @"},
-	{"plain ascii 123", "plain ascii 123"},
-	{"", ""},
-	{"bad \xff utf8", "bad \xEF\xBF\xBD utf8"},
+    /* the full Vietnamese alphabet, lower case */
+    {"a à á ả ã ạ ă ằ ắ ẳ ẵ ặ â ầ ấ ẩ ẫ ậ", "a a a a a a a a a a a a a a a a a a"},
+    {"đ", "d"},
+    {"e è é ẻ ẽ ẹ ê ề ế ể ễ ệ", "e e e e e e e e e e e e"},
+    {"i ì í ỉ ĩ ị", "i i i i i i"},
+    {"o ò ó ỏ õ ọ ô ồ ố ổ ỗ ộ ơ ờ ớ ở ỡ ợ", "o o o o o o o o o o o o o o o o o o"},
+    {"u ù ú ủ ũ ụ ư ừ ứ ử ữ ự", "u u u u u u u u u u u u"},
+    {"y ỳ ý ỷ ỹ ỵ", "y y y y y y"},
+    /* and upper case */
+    {"A À Á Ả Ã Ạ Ă Ằ Ắ Ẳ Ẵ Ặ Â Ầ Ấ Ẩ Ẫ Ậ", "A A A A A A A A A A A A A A A A A A"},
+    {"Đ", "D"},
+    {"E È É Ẻ Ẽ Ẹ Ê Ề Ế Ể Ễ Ệ", "E E E E E E E E E E E E"},
+    {"I Ì Í Ỉ Ĩ Ị", "I I I I I I"},
+    {"O Ò Ó Ỏ Õ Ọ Ô Ồ Ố Ổ Ỗ Ộ Ơ Ờ Ớ Ở Ỡ Ợ", "O O O O O O O O O O O O O O O O O O"},
+    {"U Ù Ú Ủ Ũ Ụ Ư Ừ Ứ Ử Ữ Ự", "U U U U U U U U U U U U"},
+    {"Y Ỳ Ý Ỷ Ỹ Ỵ", "Y Y Y Y Y Y"},
+    /* sentences */
+    {"Kỹ năng số cơ bản của Đảng viên", "Ky nang so co ban cua Dang vien"},
+    {"Bạn đã trả lời đúng 4/5 câu hỏi!", "Ban da tra loi dung 4/5 cau hoi!"},
+    /* NFD: base letters followed by combining marks U+0300-U+036F */
+    {"Vie\xcc\x82\xcc\xa3t", "Viet"}, /* e + circumflex + dot below */
+    {"a\xcc\x80 a\xcc\x81 a\xcc\x89 a\xcc\x83 a\xcc\xa3", "a a a a a"},
+    {"o\xcc\x9b\xcc\x81 u\xcc\x9b\xcc\x80", "o u"}, /* horn + tone */
+    {"A\xcd\xaf", "A"},                             /* U+036F, last of the block */
+    /* other Latin letters and things that are kept */
+    {"Ærøskøbing Straße Łódź", "AEroskobing Strasse Lodz"},
+    {"Ð ð", "D d"},
+    {"日本 € 😀 @", "日本 € 😀 @"},
+    {"plain ascii 123", "plain ascii 123"},
+    {"", ""},
+    {"bad \xff utf8", "bad \xEF\xBF\xBD utf8"},
 };
 
 static void
@@ -211,10 +221,20 @@ test_gsm7_septets(void **state)
 		const char *s;
 		int septets;
 	} t[] = {
-		{"", 0}, {"abc", 3}, {"€", 2}, {"[]", 4}, {"{}\\^~|", 12}, {"é@$£", 4},
-		{"ΔΩ", 2}, {"\f", 2}, {"\n\r", 2}, {"ạ", -1}, {"`", -1}, {"😀", -1},
-		{"\xEF\xBB\xBFHi", 2}, /* BOM ignored */
-		{"bad\xff", -1},
+	    {"", 0},
+	    {"abc", 3},
+	    {"€", 2},
+	    {"[]", 4},
+	    {"{}\\^~|", 12},
+	    {"é@$£", 4},
+	    {"ΔΩ", 2},
+	    {"\f", 2},
+	    {"\n\r", 2},
+	    {"ạ", -1},
+	    {"`", -1},
+	    {"😀", -1},
+	    {"\xEF\xBB\xBFHi", 2}, /* BOM ignored */
+	    {"bad\xff", -1},
 	};
 	size_t i;
 
@@ -236,49 +256,56 @@ struct seg_case {
 	enum text_mode mode;
 	enum long_mode lm;
 	int max;
-	int rc;         /* text_encode result */
-	int count;      /* text_count_segments */
+	int rc;    /* text_encode result */
+	int count; /* text_count_segments */
 	uint8_t dcs;
 	int nseg;
-	int lens[4];    /* sm_len of the first segments (payload_len in payload mode) */
+	int lens[4]; /* sm_len of the first segments (payload_len in payload mode) */
 };
 
 static const struct seg_case seg_cases[] = {
-	{"160 gsm: one part", "a", 160, "", TEXT_AUTO, LONG_UDH8, 0, 0, 1, 0, 1, {160}},
-	{"161 gsm: two parts", "a", 161, "", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 0, 2, {159, 14}},
-	{"153*2 gsm", "a", 306, "", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 0, 2, {159, 159}},
-	{"153*2+1 gsm", "a", 307, "", TEXT_AUTO, LONG_UDH8, 0, 0, 3, 0, 3, {159, 159, 7}},
-	{"161 gsm udh16", "a", 161, "", TEXT_AUTO, LONG_UDH16, 0, 0, 2, 0, 2, {159, 16}},
-	{"152*2 udh16", "a", 304, "", TEXT_AUTO, LONG_UDH16, 0, 0, 2, 0, 2, {159, 159}},
-	{"161 gsm sar", "a", 161, "", TEXT_AUTO, LONG_SAR, 0, 0, 2, 0, 2, {153, 8}},
-	{"161 gsm payload", "a", 161, "", TEXT_AUTO, LONG_PAYLOAD, 0, 0, 1, 0, 1, {161}},
-	{"1024 gsm payload", "a", 1024, "", TEXT_AUTO, LONG_PAYLOAD, 0, 0, 1, 0, 1, {1024}},
-	{"1025 gsm payload", "a", 1025, "", TEXT_AUTO, LONG_PAYLOAD, 0, -1, -1, 0, 0, {0}},
-	{"160 gsm payload stays in sm", "a", 160, "", TEXT_AUTO, LONG_PAYLOAD, 0, 0, 1, 0, 1, {160}},
-	{"158+euro = 160", "a", 158, "€", TEXT_AUTO, LONG_UDH8, 0, 0, 1, 0, 1, {160}},
-	{"159+euro = 161", "a", 159, "€", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 0, 2, {159, 14}},
-	{"escape at boundary", "a", 152, "€bbbbbbbbbb", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 0, 2,
-	 {158, 18}},
-	{"70 ucs2", "ạ", 70, "", TEXT_AUTO, LONG_UDH8, 0, 0, 1, 8, 1, {140}},
-	{"71 ucs2", "ạ", 71, "", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 8, 2, {140, 14}},
-	{"67*2 ucs2", "ạ", 134, "", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 8, 2, {140, 140}},
-	{"67*3 ucs2", "ạ", 201, "", TEXT_AUTO, LONG_UDH8, 0, 0, 3, 8, 3, {140, 140, 140}},
-	{"67*3+1 ucs2", "ạ", 202, "", TEXT_AUTO, LONG_UDH8, 0, 0, 4, 8, 4, {140, 140, 140, 8}},
-	{"71 ucs2 udh16", "ạ", 71, "", TEXT_AUTO, LONG_UDH16, 0, 0, 2, 8, 2, {139, 17}},
-	{"66*2 ucs2 udh16", "ạ", 132, "", TEXT_AUTO, LONG_UDH16, 0, 0, 2, 8, 2, {139, 139}},
-	{"71 ucs2 sar", "ạ", 71, "", TEXT_AUTO, LONG_SAR, 0, 0, 2, 8, 2, {134, 8}},
-	{"surrogate at boundary", "ạ", 66, "😀xxxxx", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 8, 2,
-	 {138, 20}},
-	{"ascii forced ucs2", "a", 71, "", TEXT_UCS2, LONG_UDH8, 0, 0, 2, 8, 2, {140, 14}},
-	{"fold 71 vietnamese -> gsm 1 part", "ạ", 71, "", TEXT_FOLD, LONG_UDH8, 0, 0, 1, 0, 1,
-	 {71}},
-	{"max_segments 1 exceeded", "a", 161, "", TEXT_AUTO, LONG_UDH8, 1, -1, 2, 0, 0, {0}},
-	{"max_segments 2 ok", "a", 161, "", TEXT_AUTO, LONG_UDH8, 2, 0, 2, 0, 2, {159, 14}},
-	{"16 parts ok", "a", 16 * 153, "", TEXT_AUTO, LONG_UDH8, 0, 0, 16, 0, 16, {159}},
-	{"17 parts refused", "a", 16 * 153 + 1, "", TEXT_AUTO, LONG_UDH8, 0, -1, 17, 0, 0, {0}},
-	{"17 parts refused even with max 99", "a", 16 * 153 + 1, "", TEXT_AUTO, LONG_UDH8, 99,
-	 -1, 17, 0, 0, {0}},
-	{"empty", "", 0, "", TEXT_AUTO, LONG_UDH8, 0, 0, 1, 0, 1, {0}},
+    {"160 gsm: one part", "a", 160, "", TEXT_AUTO, LONG_UDH8, 0, 0, 1, 0, 1, {160}},
+    {"161 gsm: two parts", "a", 161, "", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 0, 2, {159, 14}},
+    {"153*2 gsm", "a", 306, "", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 0, 2, {159, 159}},
+    {"153*2+1 gsm", "a", 307, "", TEXT_AUTO, LONG_UDH8, 0, 0, 3, 0, 3, {159, 159, 7}},
+    {"161 gsm udh16", "a", 161, "", TEXT_AUTO, LONG_UDH16, 0, 0, 2, 0, 2, {159, 16}},
+    {"152*2 udh16", "a", 304, "", TEXT_AUTO, LONG_UDH16, 0, 0, 2, 0, 2, {159, 159}},
+    {"161 gsm sar", "a", 161, "", TEXT_AUTO, LONG_SAR, 0, 0, 2, 0, 2, {153, 8}},
+    {"161 gsm payload", "a", 161, "", TEXT_AUTO, LONG_PAYLOAD, 0, 0, 1, 0, 1, {161}},
+    {"1024 gsm payload", "a", 1024, "", TEXT_AUTO, LONG_PAYLOAD, 0, 0, 1, 0, 1, {1024}},
+    {"1025 gsm payload", "a", 1025, "", TEXT_AUTO, LONG_PAYLOAD, 0, -1, -1, 0, 0, {0}},
+    {"160 gsm payload stays in sm", "a", 160, "", TEXT_AUTO, LONG_PAYLOAD, 0, 0, 1, 0, 1, {160}},
+    {"158+euro = 160", "a", 158, "€", TEXT_AUTO, LONG_UDH8, 0, 0, 1, 0, 1, {160}},
+    {"159+euro = 161", "a", 159, "€", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 0, 2, {159, 14}},
+    {"escape at boundary", "a", 152, "€bbbbbbbbbb", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 0, 2, {158, 18}},
+    {"70 ucs2", "ạ", 70, "", TEXT_AUTO, LONG_UDH8, 0, 0, 1, 8, 1, {140}},
+    {"71 ucs2", "ạ", 71, "", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 8, 2, {140, 14}},
+    {"67*2 ucs2", "ạ", 134, "", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 8, 2, {140, 140}},
+    {"67*3 ucs2", "ạ", 201, "", TEXT_AUTO, LONG_UDH8, 0, 0, 3, 8, 3, {140, 140, 140}},
+    {"67*3+1 ucs2", "ạ", 202, "", TEXT_AUTO, LONG_UDH8, 0, 0, 4, 8, 4, {140, 140, 140, 8}},
+    {"71 ucs2 udh16", "ạ", 71, "", TEXT_AUTO, LONG_UDH16, 0, 0, 2, 8, 2, {139, 17}},
+    {"66*2 ucs2 udh16", "ạ", 132, "", TEXT_AUTO, LONG_UDH16, 0, 0, 2, 8, 2, {139, 139}},
+    {"71 ucs2 sar", "ạ", 71, "", TEXT_AUTO, LONG_SAR, 0, 0, 2, 8, 2, {134, 8}},
+    {"surrogate at boundary", "ạ", 66, "😀xxxxx", TEXT_AUTO, LONG_UDH8, 0, 0, 2, 8, 2, {138, 20}},
+    {"ascii forced ucs2", "a", 71, "", TEXT_UCS2, LONG_UDH8, 0, 0, 2, 8, 2, {140, 14}},
+    {"fold 71 vietnamese -> gsm 1 part", "ạ", 71, "", TEXT_FOLD, LONG_UDH8, 0, 0, 1, 0, 1, {71}},
+    {"max_segments 1 exceeded", "a", 161, "", TEXT_AUTO, LONG_UDH8, 1, -1, 2, 0, 0, {0}},
+    {"max_segments 2 ok", "a", 161, "", TEXT_AUTO, LONG_UDH8, 2, 0, 2, 0, 2, {159, 14}},
+    {"16 parts ok", "a", 16 * 153, "", TEXT_AUTO, LONG_UDH8, 0, 0, 16, 0, 16, {159}},
+    {"17 parts refused", "a", 16 * 153 + 1, "", TEXT_AUTO, LONG_UDH8, 0, -1, 17, 0, 0, {0}},
+    {"17 parts refused even with max 99",
+     "a",
+     16 * 153 + 1,
+     "",
+     TEXT_AUTO,
+     LONG_UDH8,
+     99,
+     -1,
+     17,
+     0,
+     0,
+     {0}},
+    {"empty", "", 0, "", TEXT_AUTO, LONG_UDH8, 0, 0, 1, 0, 1, {0}},
 };
 
 static void
@@ -306,14 +333,17 @@ test_segment_table(void **state)
 		if (out->nseg != c->nseg || out->data_coding != c->dcs)
 			fail_msg("case '%s': nseg %d dcs %d", c->name, out->nseg, out->data_coding);
 		for (j = 0; j < 4 && j < c->nseg; j++) {
-			int got = out->TEXT_OUT_PAYLOAD_FLAG ? out->payload_len : out->seg[j].sm_len;
+			int got =
+			    out->TEXT_OUT_PAYLOAD_FLAG ? out->payload_len : out->seg[j].sm_len;
 
 			if (c->lens[j] != 0 && got != c->lens[j])
-				fail_msg("case '%s': seg %d len %d want %d", c->name, j, got, c->lens[j]);
+				fail_msg("case '%s': seg %d len %d want %d", c->name, j, got,
+				         c->lens[j]);
 		}
-		assert_int_equal(out->TEXT_OUT_PAYLOAD_FLAG, c->lm == LONG_PAYLOAD && c->count == 1 &&
-		                                          c->n > 160);
-		assert_int_equal(out->udhi, c->nseg > 1 && (c->lm == LONG_UDH8 || c->lm == LONG_UDH16));
+		assert_int_equal(out->TEXT_OUT_PAYLOAD_FLAG,
+		                 c->lm == LONG_PAYLOAD && c->count == 1 && c->n > 160);
+		assert_int_equal(out->udhi,
+		                 c->nseg > 1 && (c->lm == LONG_UDH8 || c->lm == LONG_UDH16));
 		assert_int_equal(out->sar, c->nseg > 1 && c->lm == LONG_SAR);
 	}
 	free(out);
@@ -384,20 +414,20 @@ struct enc_case {
 };
 
 static const struct enc_case enc_cases[] = {
-	{"gsm specials", "@£$€[", TEXT_AUTO, 0, B("\x00\x01\x02\x1b\x65\x1b\x3c")},
-	{"gsm accents", "èéÄ_", TEXT_AUTO, 0, B("\x04\x05\x5b\x11")},
-	{"ucs2 auto", "Aạ", TEXT_AUTO, 8, B("\x00\x41\x1e\xa1")},
-	{"ucs2 forced", "A", TEXT_UCS2, 8, B("\x00\x41")},
-	{"ucs2 pair", "😀", TEXT_AUTO, 8, B("\xd8\x3d\xde\x00")},
-	{"no bom sent", "\xEF\xBB\xBFHi", TEXT_UCS2, 8, B("\x00H\x00i")},
-	{"bom dropped gsm", "\xEF\xBB\xBFHi", TEXT_AUTO, 0, B("Hi")},
-	{"invalid utf8 -> ucs2 fffd", "a\xff", TEXT_AUTO, 8, B("\x00\x61\xff\xfd")},
-	{"fold", "Tiếng Việt đẹp ĐẸP", TEXT_FOLD, 0, B("Tieng Viet dep DEP")},
-	{"fold nfd", "Vie\xcc\x82\xcc\xa3t", TEXT_FOLD, 0, B("Viet")},
-	{"fold é to e", "é", TEXT_FOLD, 0, B("e")},
-	{"fold keeps gsm", "@€", TEXT_FOLD, 0, B("\x00\x1b\x65")},
-	{"fold unknown -> ?", "日 `x`", TEXT_FOLD, 0, B("? 'x'")},
-	{"fold punctuation", "“a” – b…", TEXT_FOLD, 0, B("\"a\" - b...")},
+    {"gsm specials", "@£$€[", TEXT_AUTO, 0, B("\x00\x01\x02\x1b\x65\x1b\x3c")},
+    {"gsm accents", "èéÄ_", TEXT_AUTO, 0, B("\x04\x05\x5b\x11")},
+    {"ucs2 auto", "Aạ", TEXT_AUTO, 8, B("\x00\x41\x1e\xa1")},
+    {"ucs2 forced", "A", TEXT_UCS2, 8, B("\x00\x41")},
+    {"ucs2 pair", "😀", TEXT_AUTO, 8, B("\xd8\x3d\xde\x00")},
+    {"no bom sent", "\xEF\xBB\xBFHi", TEXT_UCS2, 8, B("\x00H\x00i")},
+    {"bom dropped gsm", "\xEF\xBB\xBFHi", TEXT_AUTO, 0, B("Hi")},
+    {"invalid utf8 -> ucs2 fffd", "a\xff", TEXT_AUTO, 8, B("\x00\x61\xff\xfd")},
+    {"fold", "Tiếng Việt đẹp ĐẸP", TEXT_FOLD, 0, B("Tieng Viet dep DEP")},
+    {"fold nfd", "Vie\xcc\x82\xcc\xa3t", TEXT_FOLD, 0, B("Viet")},
+    {"fold é to e", "é", TEXT_FOLD, 0, B("e")},
+    {"fold keeps gsm", "@€", TEXT_FOLD, 0, B("\x00\x1b\x65")},
+    {"fold unknown -> ?", "日 `x`", TEXT_FOLD, 0, B("? 'x'")},
+    {"fold punctuation", "“a” – b…", TEXT_FOLD, 0, B("\"a\" - b...")},
 };
 
 static void
@@ -423,8 +453,9 @@ test_encode_bytes(void **state)
 static void
 test_roundtrip_vietnamese(void **state)
 {
-	static const char *alpha = "aàáảãạăằắẳẵặâầấẩẫậđeèéẻẽẹêềếểễệiìíỉĩịoòóỏõọôồốổỗộơờớởỡợuùúủũụưừứửữựyỳýỷỹỵ"
-	                           "AÀÁẢÃẠĂẰẮẲẴẶÂẦẤẨẪẬĐEÈÉẺẼẸÊỀẾỂỄỆIÌÍỈĨỊOÒÓỎÕỌÔỒỐỔỖỘƠỜỚỞỠỢUÙÚỦŨỤƯỪỨỬỮỰYỲÝỶỸỴ";
+	static const char *alpha =
+	    "aàáảãạăằắẳẵặâầấẩẫậđeèéẻẽẹêềếểễệiìíỉĩịoòóỏõọôồốổỗộơờớởỡợuùúủũụưừứửữựyỳýỷỹỵ"
+	    "AÀÁẢÃẠĂẰẮẲẴẶÂẦẤẨẪẬĐEÈÉẺẼẸÊỀẾỂỄỆIÌÍỈĨỊOÒÓỎÕỌÔỒỐỔỖỘƠỜỚỞỠỢUÙÚỦŨỤƯỪỨỬỮỰYỲÝỶỸỴ";
 	static const int lens[] = {70, 134, 201};
 	struct text_out *out = malloc(sizeof(*out));
 	char in[2048], dec[2048];
@@ -468,16 +499,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_decode_table),
-		cmocka_unit_test(test_decode_truncation),
-		cmocka_unit_test(test_fold_table),
-		cmocka_unit_test(test_fold_bounded),
-		cmocka_unit_test(test_gsm7_septets),
-		cmocka_unit_test(test_segment_table),
-		cmocka_unit_test(test_udh_bytes),
-		cmocka_unit_test(test_boundary_bytes),
-		cmocka_unit_test(test_encode_bytes),
-		cmocka_unit_test(test_roundtrip_vietnamese),
+	    cmocka_unit_test(test_decode_table), cmocka_unit_test(test_decode_truncation),
+	    cmocka_unit_test(test_fold_table),   cmocka_unit_test(test_fold_bounded),
+	    cmocka_unit_test(test_gsm7_septets), cmocka_unit_test(test_segment_table),
+	    cmocka_unit_test(test_udh_bytes),    cmocka_unit_test(test_boundary_bytes),
+	    cmocka_unit_test(test_encode_bytes), cmocka_unit_test(test_roundtrip_vietnamese),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -121,9 +121,11 @@ test_quiz(void **state)
 		ussd_begin(C, &CFG, &sub, "*8079*1*2#", (uint32_t)k + 3, &out);
 		d = out.next;
 		for (int i = 0; i < 5; i++) {
-			const struct content_question *q = content_question_find(C, 0, 2, d.ids[d.qi]);
+			const struct content_question *q =
+			    content_question_find(C, 0, 2, d.ids[d.qi]);
 			assert_non_null(q);
-			ans[0] = (char)('1' + (i < cases[k].right ? q->answer : (q->answer + 1) % 4));
+			ans[0] =
+			    (char)('1' + (i < cases[k].right ? q->answer : (q->answer + 1) % 4));
 			step1(&sub, &d, ans, &out);
 			assert_int_equal(out.end, i == 4);
 		}
@@ -263,8 +265,8 @@ test_state_strings(void **state)
 	struct ussd_dialog d;
 	char s[USSD_STATE_MAX];
 	static const char *const corrupt[] = {
-	    "", "X:vi:0:0", "M:fr:0:0", "Q:vi:0:0:3::0:0", "Q:vi:0:0:3:a,b:2:0", "S:vi:0:0:9",
-	    "Q:vi:0:0:3:a,b:1:2", "M:vi:0", "M:vi:0:0:junk",
+	    "",           "X:vi:0:0",           "M:fr:0:0", "Q:vi:0:0:3::0:0", "Q:vi:0:0:3:a,b:2:0",
+	    "S:vi:0:0:9", "Q:vi:0:0:3:a,b:1:2", "M:vi:0",   "M:vi:0:0:junk",
 	};
 
 	new_sub(&sub, "en");
@@ -285,7 +287,7 @@ static void
 test_every_screen_fits(void **state)
 {
 	static const char *const paths[] = {
-	    "*8079#", "*8079*1#", "*8079*2#", "*8079*3#", "*8079*4#", "*8079*5#",
+	    "*8079#",     "*8079*1#",   "*8079*2#",   "*8079*3#",   "*8079*4#",   "*8079*5#",
 	    "*8079*1*1#", "*8079*1*2#", "*8079*1*3#", "*8079*1*4#", "*8079*1*5#",
 	};
 	for (int lang = 0; lang < 2; lang++)
@@ -321,15 +323,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_main_menu),
-		cmocka_unit_test(test_shortcut_and_navigation),
-		cmocka_unit_test(test_quiz),
-		cmocka_unit_test(test_self_assessment),
-		cmocka_unit_test(test_invalid_input),
-		cmocka_unit_test(test_progress_household_language),
-		cmocka_unit_test(test_close_hands_quiz_to_sms),
-		cmocka_unit_test(test_state_strings),
-		cmocka_unit_test(test_every_screen_fits),
+	    cmocka_unit_test(test_main_menu),
+	    cmocka_unit_test(test_shortcut_and_navigation),
+	    cmocka_unit_test(test_quiz),
+	    cmocka_unit_test(test_self_assessment),
+	    cmocka_unit_test(test_invalid_input),
+	    cmocka_unit_test(test_progress_household_language),
+	    cmocka_unit_test(test_close_hands_quiz_to_sms),
+	    cmocka_unit_test(test_state_strings),
+	    cmocka_unit_test(test_every_screen_fits),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
