@@ -158,15 +158,28 @@ DECLARE
     e_state int[];
     e_err int[];
 BEGIN
-    WITH del AS (
-        DELETE FROM dlr_early e
-         WHERE EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)
-           AND (p_link IS NULL
-                OR (e.link, e.smsc_id) IN (SELECT t.link, t.smsc FROM unnest(p_link, p_smsc) AS t(link, smsc)))
-        RETURNING e.link, e.smsc_id, e.state, e.err)
-    SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
-      INTO e_link, e_smsc, e_state, e_err
-      FROM del;
+    -- Two statements, not one with "p_link IS NULL OR ...": PL/pgSQL caches a
+    -- generic plan, and for that predicate it is a hash join over all of
+    -- mt_parts (tens of milliseconds per submit-results batch).
+    IF p_link IS NULL THEN
+        WITH del AS (
+            DELETE FROM dlr_early e
+             WHERE EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)
+            RETURNING e.link, e.smsc_id, e.state, e.err)
+        SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
+          INTO e_link, e_smsc, e_state, e_err
+          FROM del;
+    ELSE
+        WITH del AS (
+            DELETE FROM dlr_early e
+             USING (SELECT DISTINCT t.link, t.smsc FROM unnest(p_link, p_smsc) AS t(link, smsc)) t
+             WHERE e.link = t.link AND e.smsc_id = t.smsc
+               AND EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)
+            RETURNING e.link, e.smsc_id, e.state, e.err)
+        SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
+          INTO e_link, e_smsc, e_state, e_err
+          FROM del;
+    END IF;
     IF e_link IS NULL THEN
         RETURN 0;
     END IF;
