@@ -70,29 +70,36 @@ struct mt_queue {
 	int n;
 };
 
-struct result_batch {
-	struct strbuf mt, part, nparts, link, status, smsc, temp;
-	int n;
-};
-
-#define RES_FIELDS 7
 #define RES_RETRY_MAX 200000 /* result rows held for a retry while the database refuses them */
 #define RES_RETRY_MS 1000
 
-/* A results batch on its way to the database; kept and sent again when the
- * commit fails (its messages are on the SMSC already: dropping the batch would
- * strand them in 'submitting' and their receipts in dlr_early). */
-struct res_ctx {
-	struct res_ctx *next;
-	struct pipeline *p;
-	struct strbuf f[RES_FIELDS];
-	int n;
+/* The columns of an outcome batch: submit results, then receipts. */
+enum {
+	F_MT,
+	F_PART,
+	F_NPARTS,
+	F_LINK,
+	F_STATUS,
+	F_SMSC,
+	F_TEMP,
+	F_DLINK,
+	F_DSMSC,
+	F_DSTATE,
+	F_DERR,
+	OUT_FIELDS
 };
 
-struct dlr_batch {
-	struct strbuf link, smsc, state, err;
-	struct msg_ack *acks;
-	int n, cap;
+/* Submit results and receipts on their way to the database (sg_mt_outcomes).
+ * A batch whose commit fails keeps its results for a retry (its messages are
+ * on the SMSC already); its receipts are refused so the SMSC sends them again. */
+struct out_batch {
+	struct out_batch *next; /* retry list */
+	struct pipeline *p;
+	struct strbuf f[OUT_FIELDS]; /* PostgreSQL array literals */
+	bool sealed;                 /* the closing braces are written */
+	int n_res, n_dlr;
+	struct msg_ack *acks; /* one per receipt, answered after the commit */
+	int cap;
 };
 
 struct pipeline {
@@ -128,15 +135,13 @@ struct pipeline {
 	 * batches get big and commits (fsyncs) few, and at low load nothing waits.
 	 */
 	int mo_committing;
-	bool res_committing, dlr_committing;
+	bool out_committing;
 
-	struct result_batch res;
-	struct event *res_timer;
-	struct res_ctx *res_retry, *res_retry_tail; /* failed batches, oldest first */
-	int res_retry_rows;
-	struct event *res_retry_timer;
-	struct dlr_batch dlr;
-	struct event *dlr_timer;
+	struct out_batch *out; /* results and receipts collecting */
+	struct event *out_timer;
+	struct out_batch *out_retry, *out_retry_tail; /* failed batches, oldest first */
+	int out_retry_rows;
+	struct event *out_retry_timer;
 
 	int in_flight;                                        /* batches sent to the store */
 	void (*ussd_fn)(void *arg, const struct msg_ussd *u); /* pipeline_set_ussd */
@@ -151,9 +156,8 @@ static void mo_batch_flush(struct pipeline *p);
 static void mt_push_pending(struct pipeline *p, enum msg_prio prio);
 static void mt_claim(struct pipeline *p, enum msg_prio prio);
 static void pipeline_check_stop(struct pipeline *p);
-static void res_flush(struct pipeline *p);
+static void out_flush(struct pipeline *p);
 static void sweep_later(struct pipeline *p, int ms);
-static void dlr_flush(struct pipeline *p);
 
 int64_t
 pipeline_now(void)
@@ -986,160 +990,228 @@ ready_core_cb(void *core, const char *link, enum msg_prio prio)
 }
 
 /* ------------------------------------------------------------------ */
-/* submit_sm outcomes and receipts, committed in batches                */
+/* submit_sm outcomes and receipts: one stream, committed in batches    */
 
+/*
+ * Results (submit_sm_resp) and receipts (deliver_sm receipts) go to the
+ * database in one stream, one batch committing at a time, results before
+ * receipts within a batch (sg_mt_outcomes). A receipt therefore always finds
+ * the part its submit_sm_resp recorded when that response arrived first, even
+ * when both arrive within the same millisecond — the usual case, since SMSCs
+ * send the receipt right after the response. Receipts that truly overtake
+ * their response wait in dlr_early and are matched when it is recorded.
+ */
 static void
-res_init(struct result_batch *b)
+out_reset(struct out_batch *b)
 {
-	struct strbuf *f[] = {&b->mt,     &b->part, &b->nparts, &b->link,
-	                      &b->status, &b->smsc, &b->temp};
-	for (int i = 0; i < 7; i++) {
-		strbuf_reset(f[i]);
-		strbuf_pgarr_begin(f[i]);
+	for (int i = 0; i < OUT_FIELDS; i++) {
+		strbuf_reset(&b->f[i]);
+		strbuf_pgarr_begin(&b->f[i]);
 	}
-	b->n = 0;
+	b->n_res = b->n_dlr = 0;
+	b->sealed = false;
+}
+
+static struct out_batch *
+out_new(struct pipeline *p)
+{
+	struct out_batch *b = calloc(1, sizeof *b);
+	if (b == NULL)
+		fatal("out of memory");
+	b->p = p;
+	for (int i = 0; i < OUT_FIELDS; i++)
+		strbuf_init(&b->f[i]);
+	out_reset(b);
+	return b;
 }
 
 static void
-res_ctx_free(struct res_ctx *c)
+out_free(struct out_batch *b)
 {
-	for (int i = 0; i < RES_FIELDS; i++)
-		strbuf_free(&c->f[i]);
-	free(c);
+	if (b == NULL)
+		return;
+	for (int i = 0; i < OUT_FIELDS; i++)
+		strbuf_free(&b->f[i]);
+	free(b->acks);
+	free(b);
 }
 
-static void res_send(struct pipeline *p, struct res_ctx *c);
-
-/* A results batch did not commit: keep it for a retry unless stopping or the
- * retry backlog is full (then its messages are resent, marked maybe_duplicate,
- * by sg_mt_recover at the next start). */
-static void
-res_failed(struct pipeline *p, struct res_ctx *c, const char *why)
+/* The open batch, created when the first row arrives. */
+static struct out_batch *
+out_open(struct pipeline *p)
 {
-	if (p->stopping || p->res_retry_rows + c->n > RES_RETRY_MAX) {
+	if (p->out == NULL)
+		p->out = out_new(p);
+	return p->out;
+}
+
+/* Answers the batch's receipts (0 = committed, else the temporary error that
+ * makes the SMSC deliver them again) and empties its receipt columns. */
+static void
+out_ack_receipts(struct pipeline *p, struct out_batch *b, uint32_t status)
+{
+	if (b->n_dlr > 0)
+		p->gw->ack(p->gwarg, b->acks, b->n_dlr, status);
+	for (int i = F_DLINK; i < OUT_FIELDS; i++) {
+		strbuf_reset(&b->f[i]);
+		strbuf_puts(&b->f[i], "{}");
+	}
+	b->n_dlr = 0;
+}
+
+static void out_send(struct pipeline *p, struct out_batch *b);
+
+/* A batch did not commit: its receipts are refused with a temporary error (the
+ * SMSC delivers them again); its results are kept for a retry unless stopping
+ * or the retry backlog is full (then those messages stay 'submitting' and are
+ * resent, marked maybe_duplicate, by sg_mt_recover at the next start: dropping
+ * them silently would strand them and their receipts). */
+static void
+out_failed(struct pipeline *p, struct out_batch *b, const char *why)
+{
+	if (b->n_dlr > 0)
+		log_warn("pipeline", "%d receipts not committed (%s): temporary error", b->n_dlr, why);
+	out_ack_receipts(p, b, (uint32_t)p->cfg->mo_temp_error);
+	if (b->n_res == 0) {
+		out_free(b);
+		return;
+	}
+	if (p->stopping || p->out_retry_rows + b->n_res > RES_RETRY_MAX) {
 		log_error(
 		    "pipeline",
 		    "%d submit results not recorded (%s): those messages stay 'submitting' and are "
 		    "resent, marked maybe_duplicate, after a restart",
-		    c->n, why);
-		res_ctx_free(c);
+		    b->n_res, why);
+		out_free(b);
 		if (p->stopping) { /* the backlog too: nothing will retry it */
-			while (p->res_retry) {
-				struct res_ctx *next = p->res_retry->next;
+			while (p->out_retry) {
+				struct out_batch *next = p->out_retry->next;
 				log_error("pipeline", "%d submit results not recorded at stop",
-				          p->res_retry->n);
-				res_ctx_free(p->res_retry);
-				p->res_retry = next;
+				          p->out_retry->n_res);
+				out_free(p->out_retry);
+				p->out_retry = next;
 			}
-			p->res_retry_tail = NULL;
-			p->res_retry_rows = 0;
+			p->out_retry_tail = NULL;
+			p->out_retry_rows = 0;
 		}
 		return;
 	}
-	log_warn("pipeline", "%d submit results not recorded (%s): retrying in %d ms", c->n, why,
-	         RES_RETRY_MS);
-	c->next = NULL;
-	if (p->res_retry_tail)
-		p->res_retry_tail->next = c;
+	log_warn("pipeline", "%d submit results not recorded (%s): retrying in %d ms", b->n_res,
+	         why, RES_RETRY_MS);
+	b->next = NULL;
+	if (p->out_retry_tail)
+		p->out_retry_tail->next = b;
 	else
-		p->res_retry = c;
-	p->res_retry_tail = c;
-	p->res_retry_rows += c->n;
-	arm_timer(p->res_retry_timer, RES_RETRY_MS);
+		p->out_retry = b;
+	p->out_retry_tail = b;
+	p->out_retry_rows += b->n_res;
+	arm_timer(p->out_retry_timer, RES_RETRY_MS);
 }
 
 static void
-res_retry_cb(evutil_socket_t fd, short what, void *arg)
+out_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pipeline *p = arg;
-	struct res_ctx *c = p->res_retry;
-	if (c == NULL)
+	struct out_batch *b = p->out_retry;
+	if (b == NULL)
 		return;
-	if (p->res_committing) {
-		arm_timer(p->res_retry_timer, RES_RETRY_MS);
+	if (p->out_committing) {
+		arm_timer(p->out_retry_timer, RES_RETRY_MS);
 		return;
 	}
-	p->res_retry = c->next;
-	if (p->res_retry == NULL)
-		p->res_retry_tail = NULL;
-	p->res_retry_rows -= c->n;
-	res_send(p, c);
+	p->out_retry = b->next;
+	if (p->out_retry == NULL)
+		p->out_retry_tail = NULL;
+	p->out_retry_rows -= b->n_res;
+	out_send(p, b);
 }
 
+static void out_flush(struct pipeline *p);
+
 static void
-res_done_cb(void *arg, PGresult *res, const char *err)
+out_done_cb(void *arg, PGresult *res, const char *err)
 {
-	struct res_ctx *c = arg;
-	struct pipeline *p = c->p;
+	struct out_batch *b = arg;
+	struct pipeline *p = b->p;
 	p->in_flight--;
-	p->res_committing = false;
-	if (res == NULL)
-		res_failed(p, c, err);
-	else
-		res_ctx_free(c);
-	if (res != NULL && p->res_retry != NULL) { /* the database is back: drain the retries */
-		evtimer_del(p->res_retry_timer);
-		if (p->stopping)
-			res_retry_cb(-1, 0, p);
-		else
-			arm_timer(p->res_retry_timer, 0);
+	p->out_committing = false;
+	if (res == NULL) {
+		out_failed(p, b, err);
+	} else {
+		if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+			p->stats.dlr_parked += (uint64_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+		out_ack_receipts(p, b, 0);
+		out_free(b);
+		if (p->out_retry != NULL) { /* the database is back: drain the retries */
+			evtimer_del(p->out_retry_timer);
+			if (p->stopping)
+				out_retry_cb(-1, 0, p);
+			else
+				arm_timer(p->out_retry_timer, 0);
+		}
 	}
-	res_flush(p); /* what arrived meanwhile */
+	out_flush(p); /* what arrived meanwhile */
 	pipeline_check_stop(p);
 }
 
 static void
-res_send(struct pipeline *p, struct res_ctx *c)
+out_send(struct pipeline *p, struct out_batch *b)
 {
-	const char *params[RES_FIELDS];
-	for (int i = 0; i < RES_FIELDS; i++)
-		params[i] = c->f[i].s;
+	const char *params[OUT_FIELDS];
+	if (!b->sealed) {
+		for (int i = 0; i < OUT_FIELDS; i++)
+			strbuf_pgarr_end(&b->f[i]);
+		b->sealed = true;
+	}
+	for (int i = 0; i < OUT_FIELDS; i++)
+		params[i] = b->f[i].s;
 	p->in_flight++;
-	p->res_committing = true;
+	p->out_committing = true;
 	if (store_query(p->st,
-	                "SELECT sg_mt_results($1::bigint[], $2::int[], $3::int[], $4::text[], "
-	                "$5::int[], $6::text[], $7::boolean[])",
-	                RES_FIELDS, params, res_done_cb, c) == 0) {
+	                "SELECT sg_mt_outcomes($1::bigint[], $2::int[], $3::int[], $4::text[], "
+	                "$5::int[], $6::text[], $7::boolean[], $8::text[], $9::text[], $10::int[], "
+	                "$11::int[])",
+	                OUT_FIELDS, params, out_done_cb, b) == 0) {
 		p->in_flight--;
-		p->res_committing = false;
-		res_failed(p, c, "database unavailable");
+		p->out_committing = false;
+		out_failed(p, b, "database unavailable");
 	}
 }
 
+/* Sends the open batch unless one is committing (then it keeps growing and
+ * goes when that one is done: one at a time keeps results before receipts). */
 static void
-res_flush(struct pipeline *p)
+out_flush(struct pipeline *p)
 {
-	struct result_batch *b = &p->res;
-	if (b->n == 0 || (p->res_committing && b->n < p->cfg->db_batch_max))
+	struct out_batch *b = p->out;
+	if (b == NULL || b->n_res + b->n_dlr == 0 || p->out_committing)
 		return;
-	evtimer_del(p->res_timer);
-	struct res_ctx *c = calloc(1, sizeof *c);
-	if (c == NULL)
-		fatal("out of memory");
-	c->p = p;
-	c->n = b->n;
-	struct strbuf *f[RES_FIELDS] = {&b->mt,     &b->part, &b->nparts, &b->link,
-	                                &b->status, &b->smsc, &b->temp};
-	for (int i = 0; i < RES_FIELDS; i++) {
-		strbuf_pgarr_end(f[i]);
-		c->f[i] = *f[i]; /* the batch's arrays move to the context */
-		strbuf_init(f[i]);
-	}
-	res_init(b);
-	res_send(p, c);
+	evtimer_del(p->out_timer);
+	p->out = NULL;
+	out_send(p, b);
 }
 
 static void
-res_timer_cb(evutil_socket_t fd, short what, void *arg)
+out_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	res_flush(arg);
+	out_flush(arg);
+}
+
+/* A row was added: send now when the batch is full, else within batch_wait_ms. */
+static void
+out_added(struct pipeline *p, const struct out_batch *b)
+{
+	if (b->n_res + b->n_dlr >= p->cfg->db_batch_max || p->stopping)
+		out_flush(p);
+	else if (!p->out_committing)
+		arm_timer(p->out_timer, p->cfg->db_batch_wait_ms);
 }
 
 static void
 mt_result_core_cb(void *core, const struct msg_mt_result *r)
 {
 	struct pipeline *p = core;
-	struct result_batch *b = &p->res;
+	struct out_batch *b = out_open(p);
 	char num[32];
 	/* temporary: the gateway retried up to max_retries and gave up for now;
 	 * the message goes back to the outbox for a later attempt */
@@ -1149,127 +1221,47 @@ mt_result_core_cb(void *core, const struct msg_mt_result *r)
 		         (long long)r->mt_id, r->part, r->nparts, r->status);
 	}
 	snprintf(num, sizeof num, "%lld", (long long)r->mt_id);
-	strbuf_pgarr_elem(&b->mt, num);
+	strbuf_pgarr_elem(&b->f[F_MT], num);
 	snprintf(num, sizeof num, "%d", r->part);
-	strbuf_pgarr_elem(&b->part, num);
+	strbuf_pgarr_elem(&b->f[F_PART], num);
 	snprintf(num, sizeof num, "%d", r->nparts);
-	strbuf_pgarr_elem(&b->nparts, num);
-	strbuf_pgarr_elem(&b->link, r->link);
+	strbuf_pgarr_elem(&b->f[F_NPARTS], num);
+	strbuf_pgarr_elem(&b->f[F_LINK], r->link);
 	snprintf(num, sizeof num, "%d", (int)r->status);
-	strbuf_pgarr_elem(&b->status, num);
-	strbuf_pgarr_elem(&b->smsc, r->smsc_id);
-	strbuf_pgarr_elem(&b->temp, r->status != 0 && r->temporary ? "t" : "f");
-	if (++b->n >= p->cfg->db_batch_max || p->stopping)
-		res_flush(p);
-	else
-		arm_timer(p->res_timer, p->cfg->db_batch_wait_ms);
-}
-
-static void
-dlr_reset(struct dlr_batch *b)
-{
-	struct strbuf *f[] = {&b->link, &b->smsc, &b->state, &b->err};
-	for (int i = 0; i < 4; i++) {
-		strbuf_reset(f[i]);
-		strbuf_pgarr_begin(f[i]);
-	}
-	b->n = 0;
-}
-
-struct dlr_ctx {
-	struct pipeline *p;
-	struct msg_ack *acks;
-	int n;
-};
-
-static void
-dlr_done_cb(void *arg, PGresult *res, const char *err)
-{
-	struct dlr_ctx *c = arg;
-	struct pipeline *p = c->p;
-	p->in_flight--;
-	p->dlr_committing = false;
-	if (res == NULL)
-		log_warn("pipeline", "%d receipts not committed (%s): temporary error", c->n, err);
-	p->gw->ack(p->gwarg, c->acks, c->n, res ? 0 : (uint32_t)p->cfg->mo_temp_error);
-	free(c->acks);
-	free(c);
-	dlr_flush(p); /* what arrived meanwhile */
-	pipeline_check_stop(p);
-}
-
-static void
-dlr_flush(struct pipeline *p)
-{
-	struct dlr_batch *b = &p->dlr;
-	if (b->n == 0 || (p->dlr_committing && b->n < p->cfg->db_batch_max))
-		return;
-	evtimer_del(p->dlr_timer);
-	struct dlr_ctx *c = malloc(sizeof *c);
-	if (c == NULL)
-		fatal("out of memory");
-	c->p = p;
-	c->acks = b->acks;
-	c->n = b->n;
-	b->acks = NULL;
-	b->cap = 0;
-	struct strbuf *f[] = {&b->link, &b->smsc, &b->state, &b->err};
-	const char *params[4];
-	for (int i = 0; i < 4; i++) {
-		strbuf_pgarr_end(f[i]);
-		params[i] = f[i]->s;
-	}
-	uint64_t id =
-	    store_query(p->st, "SELECT sg_dlr_apply($1::text[], $2::text[], $3::int[], $4::int[])",
-	                4, params, dlr_done_cb, c);
-	dlr_reset(b);
-	if (id == 0) {
-		log_warn("pipeline",
-		         "%d receipts not committed (database unavailable): temporary error", c->n);
-		p->gw->ack(p->gwarg, c->acks, c->n, (uint32_t)p->cfg->mo_temp_error);
-		free(c->acks);
-		free(c);
-		return;
-	}
-	p->in_flight++;
-	p->dlr_committing = true;
-}
-
-static void
-dlr_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	dlr_flush(arg);
+	strbuf_pgarr_elem(&b->f[F_STATUS], num);
+	strbuf_pgarr_elem(&b->f[F_SMSC], r->smsc_id);
+	strbuf_pgarr_elem(&b->f[F_TEMP], r->status != 0 && r->temporary ? "t" : "f");
+	b->n_res++;
+	out_added(p, b);
 }
 
 static void
 dlr_core_cb(void *core, const struct msg_dlr *d)
 {
 	struct pipeline *p = core;
-	struct dlr_batch *b = &p->dlr;
 	char num[16];
 	p->stats.dlr_received++;
 	if (p->stopping || store_up(p->st) == 0) {
 		p->gw->ack(p->gwarg, &d->ack, 1, (uint32_t)p->cfg->mo_temp_error);
 		return;
 	}
-	if (b->n == b->cap) {
+	struct out_batch *b = out_open(p);
+	if (b->n_dlr == b->cap) {
 		b->cap = b->cap ? b->cap * 2 : 64;
 		b->acks = realloc(b->acks, (size_t)b->cap * sizeof *b->acks);
 		if (b->acks == NULL)
 			fatal("out of memory");
 	}
-	b->acks[b->n] = d->ack;
-	strbuf_pgarr_elem(&b->link, d->link);
-	strbuf_pgarr_elem(&b->smsc, d->smsc_id);
+	b->acks[b->n_dlr] = d->ack;
+	strbuf_pgarr_elem(&b->f[F_DLINK], d->link);
+	strbuf_pgarr_elem(&b->f[F_DSMSC], d->smsc_id);
 	snprintf(num, sizeof num, "%d", (int)d->state);
-	strbuf_pgarr_elem(&b->state, num);
+	strbuf_pgarr_elem(&b->f[F_DSTATE], num);
 	if (d->err >= 0)
 		snprintf(num, sizeof num, "%d", d->err);
-	strbuf_pgarr_elem(&b->err, d->err >= 0 ? num : NULL);
-	if (++b->n >= p->cfg->db_batch_max)
-		dlr_flush(p);
-	else
-		arm_timer(p->dlr_timer, p->cfg->db_batch_wait_ms);
+	strbuf_pgarr_elem(&b->f[F_DERR], d->err >= 0 ? num : NULL);
+	b->n_dlr++;
+	out_added(p, b);
 }
 
 static void
@@ -1308,8 +1300,8 @@ pipeline_check_stop(struct pipeline *p)
 {
 	if (!p->stopping || p->stop_cb == NULL)
 		return;
-	if (p->in_flight > 0 || (p->open_mo && p->open_mo->n > 0) || p->res.n > 0 || p->dlr.n > 0 ||
-	    p->res_retry != NULL)
+	if (p->in_flight > 0 || (p->open_mo && p->open_mo->n > 0) ||
+	    (p->out && p->out->n_res + p->out->n_dlr > 0) || p->out_retry != NULL)
 		return;
 	void (*fn)(void *) = p->stop_cb;
 	p->stop_cb = NULL;
@@ -1326,12 +1318,11 @@ pipeline_stop(struct pipeline *p, void (*done)(void *arg), void *arg)
 	evtimer_del(p->sweep_timer);
 	evtimer_del(p->rematch_timer);
 	mo_batch_flush(p);
-	res_flush(p);
-	if (p->res_retry && !p->res_committing) {
-		evtimer_del(p->res_retry_timer);
-		res_retry_cb(-1, 0, p);
+	out_flush(p);
+	if (p->out_retry && !p->out_committing) {
+		evtimer_del(p->out_retry_timer);
+		out_retry_cb(-1, 0, p);
 	}
-	dlr_flush(p);
 	pipeline_check_stop(p);
 }
 
@@ -1361,16 +1352,8 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	p->pump_timer = evtimer_new(base, pump_cb, p);
 	p->sweep_timer = evtimer_new(base, sweep_cb, p);
 	p->rematch_timer = evtimer_new(base, rematch_cb, p);
-	p->res_timer = evtimer_new(base, res_timer_cb, p);
-	p->res_retry_timer = evtimer_new(base, res_retry_cb, p);
-	p->dlr_timer = evtimer_new(base, dlr_timer_cb, p);
-	struct strbuf *f[] = {&p->res.mt,     &p->res.part,  &p->res.nparts, &p->res.link,
-	                      &p->res.status, &p->res.smsc,  &p->res.temp,   &p->dlr.link,
-	                      &p->dlr.smsc,   &p->dlr.state, &p->dlr.err};
-	for (int i = 0; i < 11; i++)
-		strbuf_init(f[i]);
-	res_init(&p->res);
-	dlr_reset(&p->dlr);
+	p->out_timer = evtimer_new(base, out_timer_cb, p);
+	p->out_retry_timer = evtimer_new(base, out_retry_cb, p);
 	struct timeval tv = {0, 200 * 1000};
 	evtimer_add(p->pump_timer, &tv);
 	struct timeval sw = {SWEEP_INTERVAL_S, 0};
@@ -1408,14 +1391,14 @@ pipeline_free(struct pipeline *p)
 	event_free(p->pump_timer);
 	event_free(p->sweep_timer);
 	event_free(p->rematch_timer);
-	event_free(p->res_timer);
-	event_free(p->res_retry_timer);
-	while (p->res_retry) {
-		struct res_ctx *next = p->res_retry->next;
-		res_ctx_free(p->res_retry);
-		p->res_retry = next;
+	event_free(p->out_timer);
+	event_free(p->out_retry_timer);
+	while (p->out_retry) {
+		struct out_batch *next = p->out_retry->next;
+		out_free(p->out_retry);
+		p->out_retry = next;
 	}
-	event_free(p->dlr_timer);
+	out_free(p->out);
 	for (int prio = 0; prio < MSG_PRIO_COUNT; prio++) {
 		struct mt_item *it = p->pending[prio].head;
 		while (it) {
@@ -1448,12 +1431,6 @@ pipeline_free(struct pipeline *p)
 			b = next;
 		}
 	}
-	struct strbuf *f[] = {&p->res.mt,     &p->res.part,  &p->res.nparts, &p->res.link,
-	                      &p->res.status, &p->res.smsc,  &p->res.temp,   &p->dlr.link,
-	                      &p->dlr.smsc,   &p->dlr.state, &p->dlr.err};
-	for (int i = 0; i < 11; i++)
-		strbuf_free(f[i]);
-	free(p->dlr.acks);
 	free(p);
 }
 

@@ -1543,7 +1543,7 @@ metrics_render(struct http_api *h, struct strbuf *b, PGresult *res)
 	    {"mo", "duplicate", ps.mo_duplicates}, {"mo", "looping", ps.mo_looping},
 	    {"mo", "refused", ps.mo_refused},      {"mt", "queued", ps.mt_queued},
 	    {"mt", "submitted", ps.mt_submitted},  {"mt", "failed", ps.mt_failed},
-	    {"dlr", "received", ps.dlr_received},
+	    {"dlr", "received", ps.dlr_received},  {"dlr", "parked", ps.dlr_parked},
 	};
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
 		strbuf_printf(

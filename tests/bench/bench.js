@@ -165,6 +165,12 @@ async function scenarioMo(db) {
 	figure('mo_reply_latency_max', mx, 'ms', '(none)');
 	const lost = await db.db.query("SELECT count(*)::int AS n FROM mo_messages WHERE state = 'received'");
 	if (lost.rows[0].n) note(`${lost.rows[0].n} MO still 'received' after the MO runs`);
+	/* what one MO costs downstream: the replies and their segments (each one a submit_sm and a receipt) */
+	const w = (await db.db.query('SELECT (SELECT count(*) FROM mo_messages)::float AS mo, (SELECT count(*) FROM mt_messages)::float AS mt, (SELECT count(*) FROM mt_parts)::float AS parts')).rows[0];
+	if (w.mo) {
+		out(`  per MO: ${L.fmt(w.mt / w.mo)} replies, ${L.fmt(w.parts / w.mo)} segments (Vietnamese quiz text in UCS-2; Kannel's fixed reply is 1 segment)`);
+		results.moSegments = { perMoReplies: w.mt / w.mo, perMoSegments: w.parts / w.mo };
+	}
 	await d.stop();
 }
 

@@ -43,7 +43,7 @@ if [ -n "${BENCH_PGSS:-}" ]; then
 	export PG_EXTRA_CONF=$'shared_preload_libraries = \'pg_stat_statements\'\npg_stat_statements.track = all'
 fi
 if [ -n "${BENCH_EXPLAIN:-}" ]; then
-	export PG_EXTRA_CONF=$'shared_preload_libraries = \'auto_explain\'\nauto_explain.log_min_duration = 20\nauto_explain.log_nested_statements = on\nauto_explain.log_analyze = on\nauto_explain.log_timing = off'
+	export PG_EXTRA_CONF=$'shared_preload_libraries = \'auto_explain\'\nauto_explain.log_min_duration = 20\nauto_explain.log_nested_statements = on\nauto_explain.log_analyze = on\nauto_explain.log_timing = on'
 fi
 PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL did not start" >&2; exit 0; }
 export SG_PG_PORT=$port SG_PG_DIR=$dir/pg BENCH_DIR=$dir

@@ -27,6 +27,7 @@ test.before(async () => {
       // receipts sent by the test itself
       manual: { sim: { receipts: false, idBase: 'hex' }, conf: { prefixes: '8486', default_route: 'no', submit_id_base: 'hex', dlr_id_base: 'decimal' } },
     },
+    http: true,
   });
 });
 test.after(async () => {
@@ -112,6 +113,30 @@ test('a receipt that arrives before its submit_sm_resp still matches', async () 
   assert.deepEqual((await parts(id)).map((x) => x.state), ['delivered', 'delivered', 'delivered']);
   const early = await env.sql("SELECT count(*)::int AS n FROM dlr_early WHERE link = 'early'");
   assert.equal(early[0].n, 0, 'nothing left waiting in dlr_early');
+});
+
+async function parkedReceipts() {
+  const r = await h.call(env, 'GET', '/metrics');
+  assert.equal(r.status, 200);
+  const m = r.text.match(/^skillgate_messages_total\{direction="dlr",state="parked"\} (\d+)$/m);
+  assert.ok(m, 'parked receipts counter in /metrics');
+  return Number(m[1]);
+}
+
+// The simulator sends each receipt right after its submit_sm_resp, as SMSCs
+// do: results and receipts go to the database in one stream, results first,
+// so none of these receipts has to wait in dlr_early for its part.
+test('receipts right behind their submit_sm_resp are applied at once, none parked', async () => {
+  const before = await parkedReceipts();
+  const ids = [];
+  for (let i = 0; i < 40; i++) ids.push(await queueMt(number('8496'), VI));
+  await env.waitFor(async () => {
+    const [r] = await env.sql("SELECT count(*)::int AS n FROM mt_messages WHERE id = ANY($1::bigint[]) AND state = 'delivered'", [ids]);
+    return r.n === ids.length;
+  }, 20000, 'all 40 messages delivered');
+  const [p] = await env.sql('SELECT count(*)::int AS n, sum(parts_delivered)::int AS d FROM mt_messages WHERE id = ANY($1::bigint[])', [ids]);
+  assert.equal(p.d, 120, 'every segment receipted');
+  assert.equal(await parkedReceipts(), before, 'no receipt parked in dlr_early');
 });
 
 // Results and receipts commit concurrently (no global lock): when a receipt and
