@@ -20,8 +20,11 @@
  * dialog and the subscriber snapshot from PostgreSQL when needed) -> screen
  * logic -> sg_ussd_steps commits the MO row, the dialog state, events, join,
  * language, the screen (mt_messages kind 'ussd') and any SMS -> deliver_sm_resp
- * -> submit_sm of the screen (or the HTTP body). Idle and total timers end a
- * dialog with a step of their own.
+ * -> submit_sm of the screen (or the HTTP body). Idle and total timeouts end
+ * a dialog with a step of their own; their deadlines sit in one min-heap of
+ * dialogs served by a single event. A cached dialog is kept small (struct
+ * dlg: packed state, the few snapshot fields the screens read, strings and
+ * HTTP body sized to need): §7 wants 100,000 open dialogs within 64 MiB.
  *
  * Group commit (sql/008_ussd_batch.sql), as core/pipeline.c does for SMS:
  * loads and steps of all dialogs collect in an open batch of each kind; at
@@ -702,7 +705,8 @@ ussd_close(const struct content *c, const struct ussd_cfg *cfg, const struct uss
 /* I/O: dialogs, steps, the store and the gateway                      */
 /* ------------------------------------------------------------------ */
 
-#define DLG_BUCKETS 4096
+#define DLG_BUCKETS_MIN 4096 /* hash buckets at first: doubled when dialogs outnumber them */
+#define HEAP_MIN 1024        /* deadline heap slots at first */
 #define HTTP_LINK "http"
 #define SUBMIT_RETRIES 100
 
@@ -720,24 +724,39 @@ struct step {
 	void *done_arg;
 };
 
+/*
+ * One dialog in the cache, kept small (§7: 100,000 open dialogs within
+ * 64 MiB for the whole process): the dialog state packed (quiz ids on the
+ * heap only while a quiz runs: dlg_get / dlg_put), only the fields of the
+ * subscriber snapshot the screens read (sub_get / sub_put), the last HTTP
+ * body allocated to its length, no timer of its own (the idle and total
+ * deadlines sit in one heap for all dialogs, served by one event), and the
+ * four strings in the same allocation as the struct.
+ */
 struct dlg {
 	struct dlg *hnext;
 	struct ussd *u;
-	char link[MSG_LINK_MAX];
-	char key[40];
-	char msisdn[MSG_MSISDN_MAX];
-	char service[MSG_ADDR_MAX];
-	bool http;
-	bool loaded; /* d and sub are known */
-	bool open;   /* a dialog exists (not ended, not unknown) */
-	int64_t started;
-	struct ussd_dialog d;
-	struct flow_sub sub;
 	struct step *head, *tail;
-	bool busy; /* a load or a step is in a batch (open or in flight) */
-	bool total_expired;
-	struct event *idle_ev, *total_ev;
-	char last[USSD_SCREEN_BYTES + 8]; /* HTTP: last body, for a repeated request */
+	char *last;                  /* HTTP: last body, for a repeated request; NULL none */
+	char (*ids)[CONTENT_ID_MAX]; /* d.ids[0 .. qn-1] while qn > 0, else NULL */
+	char *household;             /* snapshot: household code, NULL none */
+	int64_t idle_at, total_at;   /* deadlines, ms of CLOCK_MONOTONIC; 0 unarmed */
+	uint32_t hpos;               /* 1 + index in the deadline heap; 0 not in it */
+	int32_t inputs;              /* d.inputs */
+	int32_t members;             /* snapshot: household_members */
+	uint8_t screen, lang, bad, skill, qn, qi, score; /* the rest of d */
+	int8_t self_level[FLOW_SKILLS];                  /* snapshot, clamped to -1..3 */
+	uint8_t passed;                                  /* snapshot: quiz_passed, bit k-1 */
+	uint8_t hskills;                                 /* snapshot: household_skills */
+	uint8_t o_key, o_msisdn, o_service;              /* offsets in s */
+	bool sub_en : 1;  /* snapshot: language "en" */
+	bool covered : 1; /* snapshot: household_covered */
+	bool http : 1;
+	bool loaded : 1;        /* d and the snapshot are known */
+	bool open : 1;          /* a dialog exists (not ended, not unknown) */
+	bool busy : 1;          /* a load or a step is in a batch (open or in flight) */
+	bool total_expired : 1; /* the total timeout fired while busy */
+	char s[];               /* link NUL key NUL msisdn NUL service NUL */
 };
 
 /* A growable array of pointers: a batch of commits or of dialogs to load. */
@@ -757,7 +776,14 @@ struct ussd {
 	char owner[64];
 	uint32_t rng;
 	int active;
-	struct dlg *tab[DLG_BUCKETS];
+	struct dlg **tab; /* nbuckets chains (a power of two) */
+	uint32_t nbuckets;
+	/* idle and total deadlines: a binary min-heap of dialogs by dlg_due() */
+	struct dlg **heap;
+	uint32_t heap_n, heap_cap;
+	struct event *timer_ev; /* armed for the earliest deadline */
+	int64_t timer_at;       /* when timer_ev is due (0 not armed) */
+	bool in_timer;          /* timer_cb runs (or ussd_free): it syncs timer_ev at the end */
 	/* group commit: open batches, and the one of each kind in flight */
 	struct batch open_steps; /* struct commit * */
 	struct batch open_loads; /* struct dlg * */
@@ -785,48 +811,390 @@ urand(struct ussd *u)
 	return xorshift32(&u->rng);
 }
 
-static unsigned
+static const char *
+g_link(const struct dlg *g)
+{
+	return g->s;
+}
+
+static const char *
+g_key(const struct dlg *g)
+{
+	return g->s + g->o_key;
+}
+
+static const char *
+g_msisdn(const struct dlg *g)
+{
+	return g->s + g->o_msisdn;
+}
+
+static const char *
+g_service(const struct dlg *g)
+{
+	return g->s + g->o_service;
+}
+
+/* ---- packed dialog state and snapshot ---- */
+
+/* The dialog state of g, unpacked. */
+static void
+dlg_get(const struct dlg *g, struct ussd_dialog *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->screen = (enum ussd_screen)g->screen;
+	d->lang = g->lang;
+	d->bad = g->bad;
+	d->inputs = g->inputs;
+	d->skill = g->skill;
+	d->qn = g->qn;
+	d->qi = g->qi;
+	d->score = g->score;
+	if (g->qn > 0 && g->ids != NULL)
+		memcpy(d->ids, g->ids, (size_t)g->qn * sizeof(d->ids[0]));
+}
+
+/*
+ * Packs d into g. Every field is small by construction (screen < 8, lang
+ * 0..1, bad < BAD_MAX, skill <= FLOW_SKILLS, qi, score <= qn <=
+ * USSD_QUIZ_MAX), and ids beyond qn are always empty (enter_state clears
+ * them with qn; start_quiz and ussd_state_parse fill exactly qn).
+ */
+static void
+dlg_put(struct dlg *g, const struct ussd_dialog *d)
+{
+	int qn = d->qn > 0 ? (d->qn < USSD_QUIZ_MAX ? d->qn : USSD_QUIZ_MAX) : 0;
+
+	g->screen = (uint8_t)d->screen;
+	g->lang = (uint8_t)d->lang;
+	g->bad = (uint8_t)d->bad;
+	g->inputs = d->inputs;
+	g->skill = (uint8_t)d->skill;
+	g->qi = (uint8_t)d->qi;
+	g->score = (uint8_t)d->score;
+	if (qn == 0) {
+		free(g->ids);
+		g->ids = NULL;
+	} else {
+		if (g->ids == NULL || g->qn != qn) {
+			char(*ids)[CONTENT_ID_MAX] = realloc(g->ids, (size_t)qn * sizeof(*ids));
+			if (ids == NULL)
+				fatal("out of memory");
+			g->ids = ids;
+		}
+		memcpy(g->ids, d->ids, (size_t)qn * sizeof(d->ids[0]));
+	}
+	g->qn = (uint8_t)qn;
+}
+
+/*
+ * The subscriber snapshot of g as the screen logic takes it: the fields it
+ * reads (language, self levels, quizzes passed, household); best_quiz is only
+ * ever written by it, the rest is not used by USSD.
+ */
+static void
+sub_get(const struct dlg *g, struct flow_sub *s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->msisdn, sizeof(s->msisdn), "%s", g_msisdn(g));
+	memcpy(s->lang, g->sub_en ? "en" : "vi", 3);
+	for (int i = 0; i < FLOW_SKILLS; i++) {
+		s->self_level[i] = g->self_level[i];
+		s->best_quiz[i] = -1;
+		s->quiz_passed[i] = (g->passed >> i) & 1;
+	}
+	if (g->household != NULL)
+		snprintf(s->household, sizeof(s->household), "%s", g->household);
+	s->household_covered = g->covered;
+	s->household_members = g->members;
+	s->household_skills = g->hskills;
+}
+
+/* Keeps what sub_get gives back of s (flow_proficient needs level >= 2 only). */
+static void
+sub_put(struct dlg *g, const struct flow_sub *s)
+{
+	g->sub_en = content_lang(s->lang) == 1;
+	g->passed = 0;
+	for (int i = 0; i < FLOW_SKILLS; i++) {
+		int v = s->self_level[i];
+		g->self_level[i] = (int8_t)(v < -1 ? -1 : v > 3 ? 3 : v);
+		if (s->quiz_passed[i])
+			g->passed |= (uint8_t)(1u << i);
+	}
+	if (s->household[0] == '\0') {
+		free(g->household);
+		g->household = NULL;
+	} else if (g->household == NULL || strcmp(g->household, s->household) != 0) {
+		free(g->household);
+		if ((g->household = strdup(s->household)) == NULL)
+			fatal("out of memory");
+	}
+	g->covered = s->household_covered;
+	g->members = s->household_members;
+	g->hskills = s->household_skills;
+}
+
+/* ---- the cache: a hash table that grows with the dialogs ---- */
+
+static uint32_t
 dlg_hash(const char *link, const char *key)
 {
-	unsigned h = 2166136261u;
+	uint32_t h = 2166136261u;
 	for (const char *s = link; *s; s++)
 		h = (h ^ (unsigned char)*s) * 16777619u;
 	h = (h ^ '|') * 16777619u;
 	for (const char *s = key; *s; s++)
 		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % DLG_BUCKETS;
+	return h ^ (h >> 15);
 }
 
 static struct dlg **
 dlg_slot(struct ussd *u, const char *link, const char *key)
 {
-	struct dlg **g = &u->tab[dlg_hash(link, key)];
-	while (*g && (strcmp((*g)->link, link) != 0 || strcmp((*g)->key, key) != 0))
+	struct dlg **g = &u->tab[dlg_hash(link, key) & (u->nbuckets - 1)];
+	while (*g && (strcmp(g_link(*g), link) != 0 || strcmp(g_key(*g), key) != 0))
 		g = &(*g)->hnext;
 	return g;
 }
 
-static void idle_cb(evutil_socket_t fd, short what, void *arg);
-static void total_cb(evutil_socket_t fd, short what, void *arg);
+/* Doubles the buckets (keeps the old ones when memory is short). */
+static void
+tab_grow(struct ussd *u)
+{
+	uint32_t nb = u->nbuckets * 2;
+	struct dlg **t = calloc(nb, sizeof(*t));
+	if (t == NULL)
+		return;
+	for (uint32_t i = 0; i < u->nbuckets; i++) {
+		struct dlg *g = u->tab[i];
+		while (g != NULL) {
+			struct dlg *next = g->hnext;
+			struct dlg **b = &t[dlg_hash(g_link(g), g_key(g)) & (nb - 1)];
+			g->hnext = *b;
+			*b = g;
+			g = next;
+		}
+	}
+	free(u->tab);
+	u->tab = t;
+	u->nbuckets = nb;
+}
+
+/* ---- idle and total deadlines: one heap, one event ---- */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The earliest armed deadline of g (0: none). */
+static int64_t
+dlg_due(const struct dlg *g)
+{
+	if (g->idle_at == 0)
+		return g->total_at;
+	if (g->total_at == 0)
+		return g->idle_at;
+	return g->idle_at < g->total_at ? g->idle_at : g->total_at;
+}
+
+static void
+heap_set(struct ussd *u, uint32_t i, struct dlg *g)
+{
+	u->heap[i] = g;
+	g->hpos = i + 1;
+}
+
+static void
+heap_up(struct ussd *u, uint32_t i)
+{
+	struct dlg *g = u->heap[i];
+	int64_t due = dlg_due(g);
+
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if (dlg_due(u->heap[p]) <= due)
+			break;
+		heap_set(u, i, u->heap[p]);
+		i = p;
+	}
+	heap_set(u, i, g);
+}
+
+static void
+heap_down(struct ussd *u, uint32_t i)
+{
+	struct dlg *g = u->heap[i];
+	int64_t due = dlg_due(g);
+
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= u->heap_n)
+			break;
+		if (c + 1 < u->heap_n && dlg_due(u->heap[c + 1]) < dlg_due(u->heap[c]))
+			c++;
+		if (dlg_due(u->heap[c]) >= due)
+			break;
+		heap_set(u, i, u->heap[c]);
+		i = c;
+	}
+	heap_set(u, i, g);
+}
+
+/* Arms timer_ev for the earliest deadline (or disarms it). */
+static void
+timer_sync(struct ussd *u)
+{
+	if (u->in_timer)
+		return;
+	if (u->heap_n == 0) {
+		if (u->timer_at != 0)
+			evtimer_del(u->timer_ev);
+		u->timer_at = 0;
+		return;
+	}
+	int64_t due = dlg_due(u->heap[0]);
+	if (due == u->timer_at)
+		return;
+	int64_t ms = due - now_ms();
+	if (ms < 0)
+		ms = 0;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(u->timer_ev, &tv);
+	u->timer_at = due;
+}
+
+/* Puts g where its deadlines say in the heap (out of it with none armed). */
+static void
+heap_fix(struct dlg *g)
+{
+	struct ussd *u = g->u;
+	bool want = g->idle_at != 0 || g->total_at != 0;
+
+	if (g->hpos == 0) {
+		if (!want)
+			return;
+		if (u->heap_n == u->heap_cap) {
+			uint32_t cap = u->heap_cap > 0 ? u->heap_cap * 2 : HEAP_MIN;
+			struct dlg **h = realloc(u->heap, (size_t)cap * sizeof(*h));
+			if (h == NULL)
+				fatal("out of memory");
+			u->heap = h;
+			u->heap_cap = cap;
+		}
+		heap_set(u, u->heap_n++, g);
+		heap_up(u, g->hpos - 1);
+	} else if (!want) {
+		uint32_t i = g->hpos - 1;
+		struct dlg *last = u->heap[--u->heap_n];
+		g->hpos = 0;
+		if (last != g) {
+			heap_set(u, i, last);
+			heap_up(u, i);
+			heap_down(u, last->hpos - 1);
+		}
+		if (u->heap_cap > HEAP_MIN && u->heap_n < u->heap_cap / 4) {
+			struct dlg **h = realloc(u->heap, (size_t)(u->heap_cap / 2) * sizeof(*h));
+			if (h != NULL) {
+				u->heap = h;
+				u->heap_cap /= 2;
+			}
+		}
+	} else {
+		heap_up(u, g->hpos - 1);
+		heap_down(u, g->hpos - 1);
+	}
+	timer_sync(u);
+}
+
+/* Arms the idle (or total) deadline of g secs from now (as evtimer_add would). */
+static void
+arm(struct dlg *g, bool total, int secs)
+{
+	int64_t at = now_ms() + (int64_t)(secs > 0 ? secs : 0) * 1000;
+
+	if (at <= 0)
+		at = 1;
+	if (total)
+		g->total_at = at;
+	else
+		g->idle_at = at;
+	heap_fix(g);
+}
+
+static void
+disarm_idle(struct dlg *g)
+{
+	if (g->idle_at == 0)
+		return;
+	g->idle_at = 0;
+	heap_fix(g);
+}
+
+static void idle_fire(struct dlg *g);
+static void total_fire(struct dlg *g);
+
+/*
+ * Every deadline that is due, earliest first, one at a time: a handler may
+ * disarm the other deadline of its dialog (run_step drops the idle one), as
+ * evtimer_del did before. Handlers never free a dialog synchronously.
+ */
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ussd *u = arg;
+	int64_t now = now_ms();
+
+	u->timer_at = 0;
+	u->in_timer = true;
+	while (u->heap_n > 0) {
+		struct dlg *g = u->heap[0];
+		if (dlg_due(g) > now)
+			break;
+		if (g->total_at != 0 && g->total_at <= now) {
+			g->total_at = 0;
+			heap_fix(g);
+			total_fire(g);
+		} else {
+			g->idle_at = 0;
+			heap_fix(g);
+			idle_fire(g);
+		}
+	}
+	u->in_timer = false;
+	timer_sync(u);
+}
+
+/* ---- dialogs ---- */
 
 static struct dlg *
 dlg_new(struct ussd *u, const char *link, const char *key, const char *msisdn, const char *service,
         bool http)
 {
-	struct dlg *g = calloc(1, sizeof(*g));
+	/* the same bounds as the fixed fields these strings had */
+	size_t ll = strnlen(link, MSG_LINK_MAX - 1), kl = strnlen(key, 39),
+	       ml = strnlen(msisdn, MSG_MSISDN_MAX - 1), sl = strnlen(service, MSG_ADDR_MAX - 1);
+	struct dlg *g = calloc(1, sizeof(*g) + ll + kl + ml + sl + 4);
 	if (g == NULL)
 		fatal("out of memory");
 	g->u = u;
-	snprintf(g->link, sizeof(g->link), "%s", link);
-	snprintf(g->key, sizeof(g->key), "%s", key);
-	snprintf(g->msisdn, sizeof(g->msisdn), "%s", msisdn);
-	snprintf(g->service, sizeof(g->service), "%s", service);
+	g->o_key = (uint8_t)(ll + 1);
+	g->o_msisdn = (uint8_t)(g->o_key + kl + 1);
+	g->o_service = (uint8_t)(g->o_msisdn + ml + 1);
+	memcpy(g->s, link, ll);
+	memcpy(g->s + g->o_key, key, kl);
+	memcpy(g->s + g->o_msisdn, msisdn, ml);
+	memcpy(g->s + g->o_service, service, sl);
 	g->http = http;
-	g->idle_ev = evtimer_new(u->base, idle_cb, g);
-	g->total_ev = evtimer_new(u->base, total_cb, g);
-	struct dlg **slot = dlg_slot(u, link, key);
-	g->hnext = *slot;
-	*slot = g;
+	if ((uint32_t)u->active >= u->nbuckets)
+		tab_grow(u);
+	struct dlg **b = &u->tab[dlg_hash(g_link(g), g_key(g)) & (u->nbuckets - 1)];
+	g->hnext = *b;
+	*b = g;
 	u->active++;
 	return g;
 }
@@ -856,12 +1224,14 @@ static void
 dlg_free(struct dlg *g, bool answer)
 {
 	struct ussd *u = g->u;
-	struct dlg **slot = dlg_slot(u, g->link, g->key);
+	struct dlg **slot = &u->tab[dlg_hash(g_link(g), g_key(g)) & (u->nbuckets - 1)];
+	while (*slot != NULL && *slot != g)
+		slot = &(*slot)->hnext;
 	if (*slot == g)
 		*slot = g->hnext;
 	u->active--;
-	event_free(g->idle_ev);
-	event_free(g->total_ev);
+	g->idle_at = g->total_at = 0;
+	heap_fix(g);
 	struct step *s = g->head;
 	while (s) {
 		struct step *next = s->next;
@@ -871,6 +1241,9 @@ dlg_free(struct dlg *g, bool answer)
 			step_free(s);
 		s = next;
 	}
+	free(g->last);
+	free(g->ids);
+	free(g->household);
 	free(g);
 }
 
@@ -897,13 +1270,6 @@ pop_step(struct dlg *g)
 	return s;
 }
 
-static void
-arm(struct event *ev, int secs)
-{
-	struct timeval tv = {secs > 0 ? secs : 0, 0};
-	evtimer_add(ev, &tv);
-}
-
 /* Timers: a timeout step, run after whatever is in flight. */
 static void
 timeout_step(struct dlg *g)
@@ -917,18 +1283,16 @@ timeout_step(struct dlg *g)
 }
 
 static void
-idle_cb(evutil_socket_t fd, short what, void *arg)
+idle_fire(struct dlg *g)
 {
-	struct dlg *g = arg;
 	if (g->busy || g->head != NULL)
 		return; /* activity: the commit re-arms the timer */
 	timeout_step(g);
 }
 
 static void
-total_cb(evutil_socket_t fd, short what, void *arg)
+total_fire(struct dlg *g)
 {
-	struct dlg *g = arg;
 	if (g->busy || g->head != NULL) {
 		g->total_expired = true;
 		return;
@@ -979,14 +1343,14 @@ submit_screen(struct dlg *g, int64_t mt_id, const char *text, bool end)
 		fatal("out of memory");
 	p->u = g->u;
 	p->mt.id = mt_id;
-	snprintf(p->mt.to, sizeof(p->mt.to), "%s", g->msisdn);
+	snprintf(p->mt.to, sizeof(p->mt.to), "%s", g_msisdn(g));
 	p->mt.text = p->text;
 	p->mt.prio = MSG_PRIO_INTERACTIVE;
 	p->mt.fold = true;
-	snprintf(p->mt.link, sizeof(p->mt.link), "%s", g->link);
+	snprintf(p->mt.link, sizeof(p->mt.link), "%s", g_link(g));
 	p->mt.ussd = true;
 	p->mt.ussd_end = end;
-	snprintf(p->mt.ussd_session_key, sizeof(p->mt.ussd_session_key), "%s", g->key);
+	snprintf(p->mt.ussd_session_key, sizeof(p->mt.ussd_session_key), "%s", g_key(g));
 	submit_try(-1, 0, p);
 }
 
@@ -1005,7 +1369,7 @@ step_json(const struct dlg *g, const struct step *s, const struct commit *c)
 	}
 	json_t *j =
 	    json_pack("{s:s s:s s:s s:s s:s s:s s:b s:b s:b s:s s:s s:s s:s s:s s:s s:b s:o}",
-	              "link", g->link, "key", g->key, "msisdn", g->msisdn, "dest", g->service,
+	              "link", g_link(g), "key", g_key(g), "msisdn", g_msisdn(g), "dest", g_service(g),
 	              "channel", g->http ? "http" : "ussd", "state", o->state, "begin", c->begin,
 	              "end", o->end, "http", g->http, "lang", o->lang, "join", o->join_code, "rok",
 	              o->screen_join_ok, "runk", o->screen_join_unknown, "screen", o->screen, "sms",
@@ -1035,7 +1399,7 @@ commit_done(struct commit *c, PGresult *res, int row, const char *err)
 	if (res == NULL) {
 		if (err != NULL)
 			log_warn(MOD, "USSD step of %s not committed (%s)",
-			         log_msisdn(g->msisdn, mb, sizeof(mb)), err);
+			         log_msisdn(g_msisdn(g), mb, sizeof(mb)), err);
 		bool timeout = s->kind == STEP_TIMEOUT;
 		step_drop(u, s, (uint32_t)u->cfg->mo_temp_error, 503, "END Service unavailable");
 		free(c);
@@ -1058,21 +1422,24 @@ commit_done(struct commit *c, PGresult *res, int row, const char *err)
 	}
 	bool end = c->out.end;
 	if (g->http) {
-		snprintf(g->last, sizeof(g->last), "%s %s", end ? "END" : "CON", screen);
+		char body[USSD_SCREEN_BYTES + 8]; /* as long as the body ever was */
+		snprintf(body, sizeof(body), "%s %s", end ? "END" : "CON", screen);
+		free(g->last);
+		g->last = NULL;
+		if (!end && (g->last = strdup(body)) == NULL) /* kept for a repeated request */
+			fatal("out of memory");
 		if (s->done)
-			s->done(s->done_arg, 200, g->last);
+			s->done(s->done_arg, 200, body);
 		s->done = NULL;
 	} else if (screen[0] != '\0' && mt_id > 0) {
 		submit_screen(g, mt_id, screen, end);
 	}
-	g->d = c->out.next;
-	g->sub = c->sub;
+	dlg_put(g, &c->out.next);
+	sub_put(g, &c->sub);
 	g->loaded = true;
 	g->open = !end;
-	if (c->begin) {
-		g->started = (int64_t)time(NULL);
-		arm(g->total_ev, u->cfg->ussd_total_timeout);
-	}
+	if (c->begin)
+		arm(g, true, u->cfg->ussd_total_timeout);
 	step_free(s);
 	free(c);
 	if (end) {
@@ -1084,7 +1451,7 @@ commit_done(struct commit *c, PGresult *res, int row, const char *err)
 		timeout_step(g);
 		return;
 	}
-	arm(g->idle_ev, u->cfg->ussd_idle_timeout);
+	arm(g, false, u->cfg->ussd_idle_timeout);
 	kick(g);
 }
 
@@ -1116,28 +1483,30 @@ run_step(struct dlg *g, struct step *s)
 		fatal("out of memory");
 	c->g = g;
 	c->s = s;
-	c->sub = g->sub;
+	sub_get(g, &c->sub);
 	const struct content *ct = u->content;
+	struct ussd_dialog d;
+	dlg_get(g, &d);
 
 	if (s->kind == STEP_TIMEOUT) {
-		ussd_close(ct, &u->ucfg, &g->d, true, &c->out);
+		ussd_close(ct, &u->ucfg, &d, true, &c->out);
 		if (g->http)
 			c->out.screen[0] = '\0'; /* nobody to show it to */
 	} else if (s->kind == STEP_SMPP && s->op == MSG_USSD_BEGIN) {
 		c->begin = true;
 		ussd_begin(ct, &u->ucfg, &c->sub, s->text, urand(u), &c->out);
 	} else if (s->kind == STEP_SMPP && s->op == MSG_USSD_ABORT) {
-		ussd_close(ct, &u->ucfg, &g->d, false, &c->out);
+		ussd_close(ct, &u->ucfg, &d, false, &c->out);
 	} else if (s->kind == STEP_SMPP) {
 		const char *in[1] = {s->text};
 		if (!g->open) { /* unknown or ended dialog: say so */
 			struct uctx x;
 			ctx_init(&x, ct, &u->ucfg, &c->sub, 0, &c->out);
-			dialog_reset(&x.d, content_lang(g->sub.lang));
+			dialog_reset(&x.d, content_lang(c->sub.lang));
 			finish(&x, "expired", NULL, 0);
 			finish_out(&x);
 		} else {
-			ussd_input(ct, &u->ucfg, &c->sub, &g->d, in, 1, urand(u), &c->out);
+			ussd_input(ct, &u->ucfg, &c->sub, &d, in, 1, urand(u), &c->out);
 		}
 	} else { /* HTTP */
 		char *copy = strdup(s->text ? s->text : "");
@@ -1145,16 +1514,16 @@ run_step(struct dlg *g, struct step *s)
 		if (copy == NULL)
 			fatal("out of memory");
 		int n = split_inputs(copy, f, (int)(sizeof(f) / sizeof(f[0])));
-		if (!g->loaded || (!g->open && g->d.screen != USSD_END)) {
+		if (!g->loaded || (!g->open && d.screen != USSD_END)) {
 			c->begin = true;
 			begin_inputs(ct, &u->ucfg, &c->sub, f, n, urand(u), &c->out);
 		} else if (!g->open) {
 			struct uctx x;
 			ctx_init(&x, ct, &u->ucfg, &c->sub, 0, &c->out);
-			dialog_reset(&x.d, g->d.lang);
+			dialog_reset(&x.d, d.lang);
 			finish(&x, "expired", NULL, 0);
 			finish_out(&x);
-		} else if (n == g->d.inputs && g->last[0] != '\0') {
+		} else if (n == d.inputs && g->last != NULL) {
 			/* the same request again: same answer, nothing to commit */
 			free(copy);
 			free(c);
@@ -1162,12 +1531,12 @@ run_step(struct dlg *g, struct step *s)
 				s->done(s->done_arg, 200, g->last);
 			s->done = NULL;
 			step_free(s);
-			arm(g->idle_ev, u->cfg->ussd_idle_timeout);
+			arm(g, false, u->cfg->ussd_idle_timeout);
 			kick(g);
 			return;
 		} else {
-			int from = n > g->d.inputs ? g->d.inputs : (n > 0 ? n - 1 : 0);
-			ussd_input(ct, &u->ucfg, &c->sub, &g->d, f + from, n - from, urand(u),
+			int from = n > d.inputs ? d.inputs : (n > 0 ? n - 1 : 0);
+			ussd_input(ct, &u->ucfg, &c->sub, &d, f + from, n - from, urand(u),
 			           &c->out);
 			c->out.next.inputs = n;
 			ussd_state_format(&c->out.next, c->out.state, sizeof(c->out.state));
@@ -1178,7 +1547,7 @@ run_step(struct dlg *g, struct step *s)
 	}
 
 	g->busy = true;
-	evtimer_del(g->idle_ev);
+	disarm_idle(g);
 	batch_push(&u->open_steps, c);
 	flush_soon(u);
 }
@@ -1240,7 +1609,7 @@ load_done(struct dlg *g, PGresult *res, int row, const char *err)
 	if (res == NULL) {
 		if (err != NULL)
 			log_warn(MOD, "USSD dialog of %s not loaded (%s)",
-			         log_msisdn(g->msisdn, mb, sizeof(mb)), err);
+			         log_msisdn(g_msisdn(g), mb, sizeof(mb)), err);
 		struct step *s = pop_step(g);
 		step_drop(u, s, (uint32_t)u->cfg->mo_temp_error, 503, "END Service unavailable");
 		if (!g->loaded) {
@@ -1252,28 +1621,32 @@ load_done(struct dlg *g, PGresult *res, int row, const char *err)
 	}
 	bool found = PQgetvalue(res, row, 1)[0] == 't';
 	bool ended = PQgetvalue(res, row, 3)[0] == 't';
-	snapshot_from(res, row, 5, g->msisdn, u->cfg->default_language, &g->sub);
+	struct flow_sub sub;
+	struct ussd_dialog d;
+	snapshot_from(res, row, 5, g_msisdn(g), u->cfg->default_language, &sub);
+	sub_put(g, &sub);
 	struct step *s = g->head;
 	bool begin = s->kind == STEP_SMPP && s->op == MSG_USSD_BEGIN;
 	s->loaded = true;
 	if (begin) {
-		dialog_reset(&g->d, content_lang(g->sub.lang));
+		dialog_reset(&d, content_lang(sub.lang));
 		g->open = true;
 	} else if (found && !ended) {
-		if (ussd_state_parse(PQgetvalue(res, row, 2), &g->d) != 0)
+		if (ussd_state_parse(PQgetvalue(res, row, 2), &d) != 0)
 			log_warn(MOD, "corrupt USSD state of %s: back to the main menu",
-			         log_msisdn(g->msisdn, mb, sizeof(mb)));
-		g->open = g->d.screen != USSD_END;
-		g->started = atoll(PQgetvalue(res, row, 4));
-		int64_t left = g->started + u->cfg->ussd_total_timeout - (int64_t)time(NULL);
+			         log_msisdn(g_msisdn(g), mb, sizeof(mb)));
+		g->open = d.screen != USSD_END;
+		int64_t started = atoll(PQgetvalue(res, row, 4));
+		int64_t left = started + u->cfg->ussd_total_timeout - (int64_t)time(NULL);
 		if (g->open)
-			arm(g->total_ev, left > 0 ? (int)left : 0);
+			arm(g, true, left > 0 ? (int)left : 0);
 	} else {
 		g->open = false;
-		dialog_reset(&g->d, content_lang(g->sub.lang));
+		dialog_reset(&d, content_lang(sub.lang));
 		if (found)
-			g->d.screen = USSD_END;
+			d.screen = USSD_END;
 	}
+	dlg_put(g, &d);
 	g->loaded = true;
 	if (s->kind == STEP_SMPP && s->op == MSG_USSD_ABORT && !g->open) {
 		/* nothing to end: just acknowledge */
@@ -1460,9 +1833,9 @@ loads_flush(struct ussd *u)
 	}
 	for (int i = 0; i < b->n; i++) {
 		const struct dlg *g = b->v[i];
-		strbuf_pgarr_elem(&a[0], g->link);
-		strbuf_pgarr_elem(&a[1], g->key);
-		strbuf_pgarr_elem(&a[2], g->msisdn);
+		strbuf_pgarr_elem(&a[0], g_link(g));
+		strbuf_pgarr_elem(&a[1], g_key(g));
+		strbuf_pgarr_elem(&a[2], g_msisdn(g));
 	}
 	const char *params[3];
 	for (int k = 0; k < 3; k++) {
@@ -1510,8 +1883,11 @@ ussd_new(struct event_base *base, const struct sg_config *cfg, struct store *st,
 	u->rng = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x85ebca6bu;
 	if (u->rng == 0)
 		u->rng = 1;
-	if ((u->flush_ev = evtimer_new(base, flush_cb, u)) == NULL)
+	if ((u->flush_ev = evtimer_new(base, flush_cb, u)) == NULL ||
+	    (u->timer_ev = evtimer_new(base, timer_cb, u)) == NULL ||
+	    (u->tab = calloc(DLG_BUCKETS_MIN, sizeof(*u->tab))) == NULL)
 		fatal("out of memory");
+	u->nbuckets = DLG_BUCKETS_MIN;
 	return u;
 }
 
@@ -1551,9 +1927,14 @@ ussd_free(struct ussd *u)
 	free(u->open_loads.v);
 	if (u->flush_ev != NULL)
 		event_free(u->flush_ev);
-	for (int i = 0; i < DLG_BUCKETS; i++)
+	u->in_timer = true; /* no timer_ev updates while the dialogs go */
+	for (uint32_t i = 0; i < u->nbuckets; i++)
 		while (u->tab[i] != NULL)
 			dlg_free(u->tab[i], false);
+	if (u->timer_ev != NULL)
+		event_free(u->timer_ev);
+	free(u->heap);
+	free(u->tab);
 	free(u);
 }
 
@@ -1621,7 +2002,7 @@ ussd_http(struct ussd *u, const char *session_id, const char *service_code, cons
 	    (text != NULL && !clean_field(text, 512)) || done == NULL)
 		return 400;
 	struct dlg *g = *dlg_slot(u, HTTP_LINK, session_id);
-	if (g != NULL && strcmp(g->msisdn, msisdn) != 0)
+	if (g != NULL && strcmp(g_msisdn(g), msisdn) != 0)
 		return 400; /* another phone on the same session id */
 	if (g == NULL)
 		g = dlg_new(u, HTTP_LINK, session_id, msisdn, service_code ? service_code : "",

@@ -207,6 +207,38 @@ test('idle timeout: final screen with the end bit, then the resident finishes th
   await env.waitFor(async () => (await env.sql("SELECT 1 FROM proficiency_events WHERE msisdn = $1 AND kind = 'quiz' AND value = 5 AND passed", [msisdn])).length === 1, 10000, 'the quiz result');
 });
 
+test('total timeout: the dialog ends after ussd_total_timeout although the resident keeps answering', async () => {
+  // a daemon of its own: a short total timeout, an idle timeout that never fires here
+  const env2 = await h.start({
+    links: { viettel: { sim: { ussdMode: true } } },
+    conf: { content: { ussd_idle_timeout: 60, ussd_total_timeout: 5 } }, // 5: the lowest allowed
+  });
+  try {
+    const msisdn = number();
+    const screens = () => env2.sim.submits.filter((s) => s.to === msisdn && s.ussdServiceOp != null);
+    const r = await env2.sim.ussdBegin({ from: msisdn, serviceCode: '*8079#' });
+    assert.equal(r.status, 0);
+    const t0 = Date.now();
+    await env2.waitFor(() => screens().length >= 1, 10000, 'the main menu');
+    for (const text of ['1', '0']) { // quiz menu, back: activity before the deadline
+      await new Promise((res) => setTimeout(res, 1500));
+      const n = screens().length;
+      assert.equal((await env2.sim.ussdAnswer({ from: msisdn, text, sessionNumber: r.session })).status, 0);
+      await env2.waitFor(() => screens().length > n, 10000, `the screen after "${text}"`);
+      assert.equal(screens()[n].itsEnd, false);
+    }
+    await env2.waitFor(() => screens().some((s) => s.itsEnd), 10000, 'the timeout screen');
+    assert.ok(Date.now() - t0 >= 4500, `not before the total timeout (${Date.now() - t0} ms)`);
+    const last = screens()[screens().length - 1];
+    assert.equal(last.itsEnd, true);
+    assert.match(last.text, /Het thoi gian/);
+    assert.equal(screens().length, 4, 'menu, quiz menu, menu, timeout');
+    await env2.waitFor(async () => (await env2.sql('SELECT ended_at FROM ussd_sessions WHERE msisdn = $1', [msisdn]))[0]?.ended_at, 10000, 'the dialog to end in the database');
+  } finally {
+    await env2.stop();
+  }
+});
+
 test('1,000 concurrent dialogs are all answered', async (t) => {
   const N = 1000;
   const nums = Array.from({ length: N }, () => number());
