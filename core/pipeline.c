@@ -72,6 +72,7 @@ struct mt_queue {
 
 #define RES_RETRY_MAX 200000 /* result rows held for a retry while the database refuses them */
 #define RES_RETRY_MS 1000
+#define OUT_BACKLOG_MAX 8192 /* results and receipts waiting to commit: then no new submits */
 
 /* The columns of an outcome batch: submit results, then receipts. */
 enum {
@@ -153,6 +154,7 @@ struct pipeline {
 };
 
 static void mo_batch_flush(struct pipeline *p);
+static bool out_full(const struct pipeline *p);
 static void mt_push_pending(struct pipeline *p, enum msg_prio prio);
 static void mt_claim(struct pipeline *p, enum msg_prio prio);
 static void pipeline_check_stop(struct pipeline *p);
@@ -896,6 +898,8 @@ mt_push_pending(struct pipeline *p, enum msg_prio prio)
 {
 	struct mt_queue *q = &p->pending[prio];
 	while (q->head) {
+		if (out_full(p))
+			return; /* outcomes not yet recorded: out_done_cb brings us back */
 		struct mt_item *it = q->head;
 		int rc = p->gw->submit(p->gwarg, &it->mt);
 		log_debug("pipeline", "mt %lld prio %d -> gateway: %d (%d pending)",
@@ -1047,6 +1051,16 @@ out_open(struct pipeline *p)
 
 /* Answers the batch's receipts (0 = committed, else the temporary error that
  * makes the SMSC deliver them again) and empties its receipt columns. */
+/* Submit results and receipts waiting for the batch in flight: past
+ * OUT_BACKLOG_MAX no more MTs go to the links until it commits (the SMSC's
+ * window bounds its receipts the same way, since they are answered after the
+ * commit). Keeps memory bounded when the database falls behind. */
+static bool
+out_full(const struct pipeline *p)
+{
+	return p->out != NULL && p->out->n_res + p->out->n_dlr >= OUT_BACKLOG_MAX;
+}
+
 static void
 out_ack_receipts(struct pipeline *p, struct out_batch *b, uint32_t status)
 {
@@ -1150,7 +1164,11 @@ out_done_cb(void *arg, PGresult *res, const char *err)
 				arm_timer(p->out_retry_timer, 0);
 		}
 	}
+	bool was_full = out_full(p);
 	out_flush(p); /* what arrived meanwhile */
+	if (was_full)
+		for (int prio = 0; prio < MSG_PRIO_COUNT; prio++)
+			mt_push_pending(p, (enum msg_prio)prio);
 	pipeline_check_stop(p);
 }
 

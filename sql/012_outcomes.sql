@@ -100,3 +100,10 @@ BEGIN
     END IF;
     RETURN n_parked;
 END $$;
+
+-- Planned for each batch with its arrays in view: a generic plan guesses a
+-- handful of rows per array and joins the batch's CTEs by nested loops, which
+-- is quadratic when a batch is large (a backlog after an outage).
+ALTER FUNCTION sg_mt_outcomes(bigint[], int[], int[], text[], int[], text[], boolean[],
+                              text[], text[], int[], int[])
+    SET plan_cache_mode = force_custom_plan;
