@@ -92,7 +92,7 @@ function daemonConf(file, conninfo, links, extra = {}) {
 			host: '127.0.0.1', port: l.port, system_id: 'skillgate', password: 'secret', bind: 'transceiver',
 			window: l.window || 100, rate: l.rate || 0, short_codes: '8079', ussd_codes: '*8079#',
 			prefixes: l.prefixes || '', default_route: l.dflt ? 'yes' : 'no', enquire_link: 30, response_timeout: 10,
-			reconnect_min: 1, reconnect_max: 2, registered_delivery: 1,
+			reconnect_min: 1, reconnect_max: 2, registered_delivery: 1, text: l.text || 'auto',
 		};
 	}
 	fs.writeFileSync(file, iniText(sections), { mode: 0o600 });

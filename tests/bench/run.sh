@@ -9,6 +9,7 @@
 #   BENCH_ONLY=a,b     scenarios: mo,mt,rate,sessions,reports,kannel (default all)
 #   BENCH_SIMS=N       simulator processes / links for MO and MT (default 2)
 #   BENCH_NO_KANNEL=1  skip the Kannel reference
+#   BENCH_NO_FOLD=1    skip the MO runs with replies folded to GSM-7 (text = fold)
 #   SG_BIN=DIR         binaries (default bin/)
 #   BENCH_LAT_RATE=N   offered MO/s of the latency figure (default 1000, the §7 load)
 #   BENCH_PGSS=1       profile PostgreSQL: print the statements that took the most time
