@@ -72,7 +72,7 @@ async function startSims(n) {
 
 function linksFor(ss, o = {}) {
 	/* link k serves numbers 849k...; the first link is the default route */
-	return ss.map((s, i) => ({ name: `s${i + 1}`, port: s.port, prefixes: `849${i}`, dflt: i === 0, rate: o.rate || 0, window: 100, text: o.text }));
+	return ss.map((s, i) => ({ name: `s${i + 1}`, port: s.port, prefixes: `849${i}`, dflt: i === 0, rate: o.rate || 0, window: Number(process.env.BENCH_WINDOW || 100), text: o.text }));
 }
 
 function meter(daemon, ss) {

@@ -10,6 +10,7 @@
 #   BENCH_SIMS=N       simulator processes / links for MO and MT (default 2)
 #   BENCH_NO_KANNEL=1  skip the Kannel reference
 #   BENCH_NO_FOLD=1    skip the MO runs with replies folded to GSM-7 (text = fold)
+#   BENCH_WINDOW=N     SMPP window of each link (default 100)
 #   SG_BIN=DIR         binaries (default bin/)
 #   BENCH_LAT_RATE=N   offered MO/s of the latency figure (default 1000, the §7 load)
 #   BENCH_PGSS=1       profile PostgreSQL: print the statements that took the most time
@@ -53,6 +54,7 @@ rc=$?
 if [ -n "${BENCH_PGSS:-}" ]; then
 	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT round(total_exec_time) AS ms, calls, rows, round(total_exec_time/greatest(rows,1)*1000) AS us_per_row, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" 2>&1 || true
 	psql -h 127.0.0.1 -p "$port" -U postgres -d bench_sg -X -q -c "SELECT count(*) AS receipts_parked, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)) AS matchable FROM dlr_early e" 2>&1 || true
+	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "SELECT w.wal_records, w.wal_fpi, pg_size_pretty(w.wal_bytes) AS wal, c.checkpoints_timed + c.checkpoints_req AS checkpoints, c.buffers_backend FROM pg_stat_wal w, pg_stat_bgwriter c" 2>&1 || true
 fi
 [ $rc -eq 0 ] || echo "bench: the bench itself failed (exit $rc); figures above are partial" >&2
 exit 0
