@@ -230,7 +230,7 @@ async function baseCounters(ss, field) {
 const MT_TEXT = 'Nhac nho: nhan HOC 1 gui 8079 de kiem tra 5 ky nang so co ban. Mien phi. Tu choi: TUCHOI';
 
 async function scenarioMt(db) {
-	out(`# Broadcast MT: ${D.mtCount} queued bulk MTs inserted in one transaction, ${NSIMS} link(s), window 100, rate 0, receipts on`);
+	out(`# Broadcast MT: ${D.mtCount} queued bulk MTs inserted in one transaction, ${NSIMS} link(s), window ${process.env.BENCH_WINDOW || 100}, rate 0, receipts on`);
 	const conf = L.daemonConf(path.join(process.env.BENCH_DIR, 'mt.conf'), db.conninfo, linksFor(sims));
 	const d = new L.Daemon(conf);
 	await d.start(sims);
@@ -446,7 +446,7 @@ async function gitSha() {
 async function main() {
 	const started = new Date();
 	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, PostgreSQL synchronous_commit=on fsync=on`);
-	out('bench config: dedupe_window = 0 (residents answer "A" twice within seconds), link window 100, rate 0 unless stated, no quiet hours, no daily cap, log_level info');
+	out(`bench config: dedupe_window = 0 (residents answer "A" twice within seconds), link window ${process.env.BENCH_WINDOW || 100}, rate 0 unless stated, no quiet hours, no daily cap, log_level info`);
 	sims = await startSims(NSIMS);
 	try {
 		const db = await L.createDb('bench_sg');
