@@ -1084,7 +1084,8 @@ static void
 out_failed(struct pipeline *p, struct out_batch *b, const char *why)
 {
 	if (b->n_dlr > 0)
-		log_warn("pipeline", "%d receipts not committed (%s): temporary error", b->n_dlr, why);
+		log_warn("pipeline", "%d receipts not committed (%s): temporary error", b->n_dlr,
+		         why);
 	out_ack_receipts(p, b, (uint32_t)p->cfg->mo_temp_error);
 	if (b->n_res == 0) {
 		out_free(b);

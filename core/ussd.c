@@ -749,8 +749,8 @@ struct dlg {
 	uint8_t passed;                                  /* snapshot: quiz_passed, bit k-1 */
 	uint8_t hskills;                                 /* snapshot: household_skills */
 	uint8_t o_key, o_msisdn, o_service;              /* offsets in s */
-	bool sub_en : 1;  /* snapshot: language "en" */
-	bool covered : 1; /* snapshot: household_covered */
+	bool sub_en : 1;                                 /* snapshot: language "en" */
+	bool covered : 1;                                /* snapshot: household_covered */
 	bool http : 1;
 	bool loaded : 1;        /* d and the snapshot are known */
 	bool open : 1;          /* a dialog exists (not ended, not unknown) */
@@ -1369,11 +1369,11 @@ step_json(const struct dlg *g, const struct step *s, const struct commit *c)
 	}
 	json_t *j =
 	    json_pack("{s:s s:s s:s s:s s:s s:s s:b s:b s:b s:s s:s s:s s:s s:s s:s s:b s:o}",
-	              "link", g_link(g), "key", g_key(g), "msisdn", g_msisdn(g), "dest", g_service(g),
-	              "channel", g->http ? "http" : "ussd", "state", o->state, "begin", c->begin,
-	              "end", o->end, "http", g->http, "lang", o->lang, "join", o->join_code, "rok",
-	              o->screen_join_ok, "runk", o->screen_join_unknown, "screen", o->screen, "sms",
-	              o->sms, "sc", o->sms_state_set, "ev", ev);
+	              "link", g_link(g), "key", g_key(g), "msisdn", g_msisdn(g), "dest",
+	              g_service(g), "channel", g->http ? "http" : "ussd", "state", o->state,
+	              "begin", c->begin, "end", o->end, "http", g->http, "lang", o->lang, "join",
+	              o->join_code, "rok", o->screen_join_ok, "runk", o->screen_join_unknown,
+	              "screen", o->screen, "sms", o->sms, "sc", o->sms_state_set, "ev", ev);
 	json_object_set_new(j, "input",
 	                    s->kind == STEP_TIMEOUT ? json_null()
 	                                            : json_string(s->text ? s->text : ""));

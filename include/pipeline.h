@@ -33,8 +33,8 @@ struct pipeline_stats {
 	uint64_t mo_received, mo_committed, mo_duplicates, mo_looping, mo_refused;
 	uint64_t mt_queued, mt_submitted, mt_failed, dlr_received;
 	uint64_t dlr_parked; /* receipts committed before their submit_sm_resp was recorded */
-	int mo_waiting; /* held behind an earlier MO of the same number */
-	int mt_pending; /* claimed, waiting for room on a link */
+	int mo_waiting;      /* held behind an earlier MO of the same number */
+	int mt_pending;      /* claimed, waiting for room on a link */
 	int batches_in_flight;
 };
 
