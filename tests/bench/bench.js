@@ -130,19 +130,7 @@ async function scenarioMo(db) {
 	const d = new L.Daemon(conf);
 	await d.start(sims);
 	const m = meter(d, sims);
-	const thr = [];
-	const p99s = [];
-	for (let r = 0; r < RUNS; r++) {
-		m.begin();
-		const x = await closedLoopAll(sims, D.moSecs, D.moWarm, D.moConc);
-		const c = m.end();
-		thr.push(x.rate);
-		p99s.push(x.p99);
-		out(`  run ${r + 1}: ${Math.round(x.rate)} MO/s answered (p50 ${L.fmt(x.p50)} ms, p99 ${L.fmt(x.p99)} ms under saturation), ${x.timeouts} unanswered, ${x.nacks} deliver_sm_resp errors`);
-		if (r === 0) cpuLine('mo_reply_throughput', c);
-		await drain(db, `MO run ${r + 1}`);
-	}
-	figure('mo_reply_throughput', thr, 'msg/s', '>= 7500, >= Kannel, aim 15000');
+	figure('mo_reply_throughput', await closedRuns(db, m, 'mo_reply_throughput', 'MO'), 'msg/s', '>= 7500, >= Kannel, aim 15000');
 	out(`# MO->reply latency at a fixed offered load of ${D.latRate} MO/s, ${D.latSecs} s per run`);
 	const p50 = [], p99 = [], mx = [];
 	for (let r = 0; r < RUNS; r++) {
@@ -175,6 +163,21 @@ async function scenarioMo(db) {
 	if (!process.env.BENCH_NO_FOLD) await scenarioMoFold(db, w);
 }
 
+/* RUNS closed-loop runs of the residents' script: MO/s answered per run. */
+async function closedRuns(db, m, name, label) {
+	const thr = [];
+	for (let r = 0; r < RUNS; r++) {
+		m.begin();
+		const x = await closedLoopAll(sims, D.moSecs, D.moWarm, D.moConc);
+		const c = m.end();
+		thr.push(x.rate);
+		out(`  run ${r + 1}: ${Math.round(x.rate)} MO/s answered (p50 ${L.fmt(x.p50)} ms, p99 ${L.fmt(x.p99)} ms under saturation), ${x.timeouts} unanswered, ${x.nacks} deliver_sm_resp errors`);
+		if (r === 0) cpuLine(name, c);
+		await drain(db, `${label} run ${r + 1}`);
+	}
+	return thr;
+}
+
 async function moCost(db) {
 	return (await db.db.query('SELECT (SELECT count(*) FROM mo_messages)::float AS mo, (SELECT count(*) FROM mt_messages)::float AS mt, (SELECT count(*) FROM mt_parts)::float AS parts')).rows[0];
 }
@@ -186,17 +189,7 @@ async function scenarioMoFold(db, before) {
 	const conf = L.daemonConf(path.join(process.env.BENCH_DIR, 'mofold.conf'), db.conninfo, linksFor(sims, { text: 'fold' }));
 	const d = new L.Daemon(conf);
 	await d.start(sims);
-	const m = meter(d, sims);
-	const thr = [];
-	for (let r = 0; r < RUNS; r++) {
-		m.begin();
-		const x = await closedLoopAll(sims, D.moSecs, D.moWarm, D.moConc);
-		const c = m.end();
-		thr.push(x.rate);
-		out(`  run ${r + 1}: ${Math.round(x.rate)} MO/s answered (p50 ${L.fmt(x.p50)} ms, p99 ${L.fmt(x.p99)} ms under saturation), ${x.timeouts} unanswered`);
-		if (r === 0) cpuLine('mo_reply_throughput_fold', c);
-		await drain(db, `MO fold run ${r + 1}`);
-	}
+	const thr = await closedRuns(db, meter(d, sims), 'mo_reply_throughput_fold', 'MO fold');
 	const w = await moCost(db);
 	const mo = w.mo - before.mo;
 	if (mo > 0) {
