@@ -69,14 +69,15 @@ BEGIN
     UPDATE mt_messages m SET state = 'failed', error_status = a.status,
            nparts = CASE WHEN a.after_ok THEN a.nparts ELSE m.nparts END,
            link = CASE WHEN a.after_ok THEN a.link ELSE m.link END, final_at = now()
-      FROM (SELECT DISTINCT ON (t.mt) t.mt, t.status, t.nparts, t.link,
-                   NOT EXISTS (SELECT 1 FROM unnest(p_mt, p_status) WITH ORDINALITY
-                                             AS o(mt, status, i)
-                                WHERE o.mt = t.mt AND o.status = 0 AND o.i > t.i) AS after_ok
-              FROM unnest(p_mt, p_status, p_temp, p_nparts, p_link)
-                   WITH ORDINALITY AS t(mt, status, temp, nparts, link, i)
-             WHERE t.status <> 0 AND NOT coalesce(t.temp, false)
-             ORDER BY t.mt, t.i) a
+      FROM (SELECT DISTINCT ON (u.mt) u.mt, u.status, u.nparts, u.link,
+                   -- no part of the message accepted after this error
+                   u.last_ok IS NULL OR u.last_ok < u.i AS after_ok
+              FROM (SELECT t.*, max(t.i) FILTER (WHERE t.status = 0)
+                                    OVER (PARTITION BY t.mt) AS last_ok
+                      FROM unnest(p_mt, p_status, p_temp, p_nparts, p_link)
+                           WITH ORDINALITY AS t(mt, status, temp, nparts, link, i)) u
+             WHERE u.status <> 0 AND NOT coalesce(u.temp, false)
+             ORDER BY u.mt, u.i) a
      WHERE m.id = a.mt AND m.state IN ('submitting', 'submitted', 'queued');
 
     -- receipts that overtook their submit_sm_resp

@@ -103,10 +103,11 @@ END $$;
 
 -- Planned for each batch with its arrays in view: a generic plan guesses a
 -- handful of rows per array and joins the batch's CTEs by nested loops, which
--- is quadratic when a batch is large (a backlog after an outage).
+-- is quadratic when a batch is large (a backlog after an outage). No JIT: for
+-- a batch of a few thousand rows compiling costs more than the statement.
 ALTER FUNCTION sg_mt_outcomes(bigint[], int[], int[], text[], int[], text[], boolean[],
                               text[], text[], int[], int[])
-    SET plan_cache_mode = force_custom_plan;
+    SET plan_cache_mode = force_custom_plan SET jit = off;
 
 -- mt_parts rows are written only by sg_mt_results / sg_mt_outcomes, for ids
 -- the daemon read from mt_messages, and nothing deletes messages. The foreign
