@@ -63,7 +63,9 @@ BEGIN
               FROM unnest(p_mt, p_status, p_temp) WITH ORDINALITY AS t(mt, status, temp, i)
              WHERE t.status <> 0 AND t.temp
              ORDER BY t.mt, t.i DESC) a
-     WHERE m.id = a.mt AND m.state = 'submitting';
+     -- coalesce(): reach the messages from a by primary key, never by driving
+     -- from mt_messages_inflight (see sg_mt_outcomes in 012)
+     WHERE m.id = a.mt AND coalesce(m.state, '') = 'submitting';
 
     -- permanent errors
     UPDATE mt_messages m SET state = 'failed', error_status = a.status,

@@ -53,7 +53,10 @@ BEGIN
                    parts_delivered = f.nparts, link = f.link, state = 'delivered',
                    submitted_at = now(), final_at = now()
               FROM (SELECT * FROM f ORDER BY f.mt) f
-             WHERE m.id = f.mt AND m.state = 'submitting' AND m.parts_ok = 0
+             -- coalesce(): not the predicate of mt_messages_inflight, so the
+             -- messages are reached from f by primary key; driving from that
+             -- index (estimated at a row) re-ran f for every in-flight message
+             WHERE m.id = f.mt AND coalesce(m.state, '') = 'submitting' AND m.parts_ok = 0
                AND m.parts_delivered = 0
             RETURNING m.id),
         ins AS (
@@ -101,13 +104,12 @@ BEGIN
     RETURN n_parked;
 END $$;
 
--- Planned for each batch with its arrays in view: a generic plan guesses a
--- handful of rows per array and joins the batch's CTEs by nested loops, which
--- is quadratic when a batch is large (a backlog after an outage). No JIT: for
--- a batch of a few thousand rows compiling costs more than the statement.
+-- No JIT: for a batch of a few thousand rows compiling costs more than the
+-- statements (the planner sees arrays of unknown length, and its estimates
+-- for the functions sg_mt_outcomes calls can reach JIT thresholds).
 ALTER FUNCTION sg_mt_outcomes(bigint[], int[], int[], text[], int[], text[], boolean[],
                               text[], text[], int[], int[])
-    SET plan_cache_mode = force_custom_plan SET jit = off;
+    SET jit = off;
 
 -- mt_parts rows are written only by sg_mt_results / sg_mt_outcomes, for ids
 -- the daemon read from mt_messages, and nothing deletes messages. The foreign
