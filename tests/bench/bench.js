@@ -438,6 +438,7 @@ async function gitSha() {
 
 async function main() {
 	const started = new Date();
+	const sha = await gitSha(); /* the commit measured: read before the runs, not after */
 	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, PostgreSQL synchronous_commit=on fsync=on`);
 	out(`bench config: dedupe_window = 0 (residents answer "A" twice within seconds), link window ${process.env.BENCH_WINDOW || 100}, rate 0 unless stated, no quiet hours, no daily cap, log_level info`);
 	sims = await startSims(NSIMS);
@@ -472,7 +473,6 @@ async function main() {
 		results.figures.ratio_mo_reply_segments_vs_kannel = { median: v, unit: 'x', target: '(information)' };
 		out(`${'ratio_mo_reply_segments_vs_kannel'.padEnd(34)} ${v.toFixed(2)}x  (reply segments/s: ${L.fmt(seg)} per MO here, 1 per MO for Kannel)`);
 	}
-	const sha = await gitSha();
 	results.sha = sha;
 	results.started = started.toISOString();
 	results.seconds = (Date.now() - started.getTime()) / 1000;
