@@ -16,6 +16,8 @@ const SCRIPT = ['HOC 1', 'A', 'B', 'C', 'D', 'A'];
 const out = (s) => process.stdout.write(s + '\n');
 
 async function main() {
+	/* the commit measured: read before the hour, not after */
+	const sha = (await L.run('git', ['rev-parse', '--short', 'HEAD'])).stdout.trim() || 'nogit';
 	const sim = await new L.Sim('sim1').start({ receipts: true });
 	let d;
 	try {
@@ -68,7 +70,6 @@ async function main() {
 		const flat = growth <= Math.max(2048, early * 0.05);
 		out(`soak: ${sent} MO offered, ${answered} answered; RSS min ${L.fmt(Math.min(...rss) / 1024)} max ${L.fmt(Math.max(...rss) / 1024)} MiB; after warm-up ${L.fmt(early / 1024)} MiB, at the end ${L.fmt(late / 1024)} MiB`);
 		out(`soak_rss_growth                    ${L.fmt(growth / 1024)} MiB  (target: flat) -> rss ${flat ? 'flat' : 'NOT flat'}`);
-		const sha = (await L.run('git', ['rev-parse', '--short', 'HEAD'])).stdout.trim() || 'nogit';
 		const dir = path.join(L.ROOT, 'bench/results');
 		fs.mkdirSync(dir, { recursive: true });
 		const file = path.join(dir, `soak-${new Date(t0).toISOString().replace(/[:.]/g, '-')}-${sha}.json`);
