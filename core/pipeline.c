@@ -70,8 +70,8 @@ struct mt_queue {
 	int n;
 };
 
-#define RES_RETRY_MAX 200000 /* result rows held for a retry while the database refuses them */
-#define RES_RETRY_MS 1000
+#define OUT_RETRY_MAX 200000 /* result rows held for a retry while the database refuses them */
+#define OUT_RETRY_MS 1000
 #define OUT_BACKLOG_MAX 8192 /* results and receipts waiting to commit: then no new submits */
 
 /* The columns of an outcome batch: submit results, then receipts. */
@@ -96,8 +96,7 @@ enum {
 struct out_batch {
 	struct out_batch *next; /* retry list */
 	struct pipeline *p;
-	struct strbuf f[OUT_FIELDS]; /* PostgreSQL array literals */
-	bool sealed;                 /* the closing braces are written */
+	struct strbuf f[OUT_FIELDS]; /* PostgreSQL array literals, closed when sent */
 	int n_res, n_dlr;
 	struct msg_ack *acks; /* one per receipt, answered after the commit */
 	int cap;
@@ -1005,17 +1004,6 @@ ready_core_cb(void *core, const char *link, enum msg_prio prio)
  * send the receipt right after the response. Receipts that truly overtake
  * their response wait in dlr_early and are matched when it is recorded.
  */
-static void
-out_reset(struct out_batch *b)
-{
-	for (int i = 0; i < OUT_FIELDS; i++) {
-		strbuf_reset(&b->f[i]);
-		strbuf_pgarr_begin(&b->f[i]);
-	}
-	b->n_res = b->n_dlr = 0;
-	b->sealed = false;
-}
-
 static struct out_batch *
 out_new(struct pipeline *p)
 {
@@ -1023,9 +1011,10 @@ out_new(struct pipeline *p)
 	if (b == NULL)
 		fatal("out of memory");
 	b->p = p;
-	for (int i = 0; i < OUT_FIELDS; i++)
+	for (int i = 0; i < OUT_FIELDS; i++) {
 		strbuf_init(&b->f[i]);
-	out_reset(b);
+		strbuf_pgarr_begin(&b->f[i]);
+	}
 	return b;
 }
 
@@ -1049,8 +1038,6 @@ out_open(struct pipeline *p)
 	return p->out;
 }
 
-/* Answers the batch's receipts (0 = committed, else the temporary error that
- * makes the SMSC deliver them again) and empties its receipt columns. */
 /* Submit results and receipts waiting for the batch in flight: past
  * OUT_BACKLOG_MAX no more MTs go to the links until it commits (the SMSC's
  * window bounds its receipts the same way, since they are answered after the
@@ -1061,15 +1048,13 @@ out_full(const struct pipeline *p)
 	return p->out != NULL && p->out->n_res + p->out->n_dlr >= OUT_BACKLOG_MAX;
 }
 
+/* Answers the batch's receipts: 0 = committed, else the temporary error that
+ * makes the SMSC deliver them again. */
 static void
 out_ack_receipts(struct pipeline *p, struct out_batch *b, uint32_t status)
 {
 	if (b->n_dlr > 0)
 		p->gw->ack(p->gwarg, b->acks, b->n_dlr, status);
-	for (int i = F_DLINK; i < OUT_FIELDS; i++) {
-		strbuf_reset(&b->f[i]);
-		strbuf_puts(&b->f[i], "{}");
-	}
 	b->n_dlr = 0;
 }
 
@@ -1091,7 +1076,11 @@ out_failed(struct pipeline *p, struct out_batch *b, const char *why)
 		out_free(b);
 		return;
 	}
-	if (p->stopping || p->out_retry_rows + b->n_res > RES_RETRY_MAX) {
+	for (int i = F_DLINK; i < OUT_FIELDS; i++) { /* a retry carries the results only */
+		strbuf_reset(&b->f[i]);
+		strbuf_puts(&b->f[i], "{}");
+	}
+	if (p->stopping || p->out_retry_rows + b->n_res > OUT_RETRY_MAX) {
 		log_error(
 		    "pipeline",
 		    "%d submit results not recorded (%s): those messages stay 'submitting' and are "
@@ -1112,7 +1101,7 @@ out_failed(struct pipeline *p, struct out_batch *b, const char *why)
 		return;
 	}
 	log_warn("pipeline", "%d submit results not recorded (%s): retrying in %d ms", b->n_res,
-	         why, RES_RETRY_MS);
+	         why, OUT_RETRY_MS);
 	b->next = NULL;
 	if (p->out_retry_tail)
 		p->out_retry_tail->next = b;
@@ -1120,7 +1109,7 @@ out_failed(struct pipeline *p, struct out_batch *b, const char *why)
 		p->out_retry = b;
 	p->out_retry_tail = b;
 	p->out_retry_rows += b->n_res;
-	arm_timer(p->out_retry_timer, RES_RETRY_MS);
+	arm_timer(p->out_retry_timer, OUT_RETRY_MS);
 }
 
 static void
@@ -1131,7 +1120,7 @@ out_retry_cb(evutil_socket_t fd, short what, void *arg)
 	if (b == NULL)
 		return;
 	if (p->out_committing) {
-		arm_timer(p->out_retry_timer, RES_RETRY_MS);
+		arm_timer(p->out_retry_timer, OUT_RETRY_MS);
 		return;
 	}
 	p->out_retry = b->next;
@@ -1177,11 +1166,6 @@ static void
 out_send(struct pipeline *p, struct out_batch *b)
 {
 	const char *params[OUT_FIELDS];
-	if (!b->sealed) {
-		for (int i = 0; i < OUT_FIELDS; i++)
-			strbuf_pgarr_end(&b->f[i]);
-		b->sealed = true;
-	}
 	for (int i = 0; i < OUT_FIELDS; i++)
 		params[i] = b->f[i].s;
 	p->in_flight++;
@@ -1207,6 +1191,8 @@ out_flush(struct pipeline *p)
 		return;
 	evtimer_del(p->out_timer);
 	p->out = NULL;
+	for (int i = 0; i < OUT_FIELDS; i++)
+		strbuf_pgarr_end(&b->f[i]);
 	out_send(p, b);
 }
 

@@ -90,12 +90,15 @@ END $$;
 -- in dlr_early for their submit_sm_resp. Set-based: a receipt for a segment
 -- no longer 'submitted' (a second receipt) changes nothing; per message,
 -- delivered segments count first, then a failed or expired segment fails
--- (expires) the message if it is still in flight.
+-- (expires) the message if it is still in flight. Returns how many receipts
+-- were parked.
 CREATE OR REPLACE FUNCTION sg_dlr_apply(p_link text[], p_smsc text[], p_state int[], p_err int[])
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    n_parked int;
 BEGIN
     IF coalesce(cardinality(p_smsc), 0) = 0 THEN
-        RETURN;
+        RETURN 0;
     END IF;
     WITH r AS MATERIALIZED (
         -- final receipts only (enroute, accepted, unknown: nothing final yet);
@@ -119,15 +122,17 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = t.link AND p.smsc_id = t.smsc)
          ORDER BY t.link, t.smsc, t.i DESC
         ON CONFLICT ON CONSTRAINT dlr_early_pkey DO UPDATE SET state = excluded.state,
-            err = excluded.err),
+            err = excluded.err
+        RETURNING 1),
     a AS (
         SELECT u.mt_id, count(*) FILTER (WHERE u.part_state = 'delivered')::int AS n_del,
                (array_agg(u.part_state ORDER BY u.i DESC)
                     FILTER (WHERE u.part_state <> 'delivered'))[1] AS fail,
                (array_agg(u.err ORDER BY u.i DESC)
                     FILTER (WHERE u.part_state <> 'delivered'))[1] AS fail_err
-          FROM u GROUP BY u.mt_id)
-    UPDATE mt_messages m SET parts_delivered = m.parts_delivered + a.n_del,
+          FROM u GROUP BY u.mt_id),
+    msg AS (
+        UPDATE mt_messages m SET parts_delivered = m.parts_delivered + a.n_del,
            state = CASE WHEN a.fail IS NOT NULL AND m.state IN ('submitting', 'submitted')
                              AND NOT (m.state = 'submitted' AND a.n_del > 0
                                       AND m.parts_delivered + a.n_del >= m.nparts)
@@ -143,16 +148,18 @@ BEGIN
                            THEN now()
                            WHEN a.n_del > 0 AND m.parts_delivered + a.n_del >= m.nparts THEN now()
                            ELSE m.final_at END
-      FROM (SELECT * FROM a ORDER BY a.mt_id) a
-     WHERE m.id = a.mt_id;
+          FROM (SELECT * FROM a ORDER BY a.mt_id) a
+         WHERE m.id = a.mt_id)
+    SELECT count(*) INTO n_parked FROM early;
+    RETURN n_parked;
 END $$;
 
 
 -- Receipts parked in dlr_early whose part has been recorded since: applied
 -- now. With p_link/p_smsc only those segments (sg_mt_results, for receipts
 -- that overtook their submit_sm_resp); without, all of them (the pipeline's
--- periodic rematch, for a receipt and its submit result that committed at the
--- same time). Returns the number matched.
+-- periodic rematch, for receipts whose results were committed later by a
+-- retry or by another instance). Returns the number matched.
 CREATE FUNCTION sg_dlr_rematch(p_link text[] DEFAULT NULL, p_smsc text[] DEFAULT NULL)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE

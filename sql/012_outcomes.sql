@@ -23,7 +23,6 @@ CREATE FUNCTION sg_mt_outcomes(p_mt bigint[], p_part int[], p_nparts int[], p_li
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     v_fast bigint[];
-    n_parked int := 0;
 BEGIN
     IF coalesce(cardinality(p_mt), 0) > 0 AND coalesce(cardinality(d_smsc), 0) > 0 THEN
         WITH r AS MATERIALIZED (
@@ -94,14 +93,7 @@ BEGIN
     END IF;
 
     PERFORM sg_mt_results(p_mt, p_part, p_nparts, p_link, p_status, p_smsc, p_temp);
-    PERFORM sg_dlr_apply(d_link, d_smsc, d_state, d_err);
-    -- receipts of this batch left waiting for their submit_sm_resp
-    IF coalesce(cardinality(d_smsc), 0) > 0 THEN
-        SELECT count(*) INTO n_parked
-          FROM unnest(d_link, d_smsc) AS t(link, smsc)
-         WHERE EXISTS (SELECT 1 FROM dlr_early e WHERE e.link = t.link AND e.smsc_id = t.smsc);
-    END IF;
-    RETURN n_parked;
+    RETURN sg_dlr_apply(d_link, d_smsc, d_state, d_err); -- receipts parked
 END $$;
 
 -- Planned for each batch: after five calls PL/pgSQL would switch to a generic

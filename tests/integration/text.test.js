@@ -137,6 +137,10 @@ test('receipts right behind their submit_sm_resp are applied at once, none parke
   const [p] = await env.sql('SELECT count(*)::int AS n, sum(parts_delivered)::int AS d FROM mt_messages WHERE id = ANY($1::bigint[])', [ids]);
   assert.equal(p.d, 120, 'every segment receipted');
   assert.equal(await parkedReceipts(), before, 'no receipt parked in dlr_early');
+  // the counter does count: a receipt for an id no submit_sm_resp gave waits in dlr_early
+  const st = await env.sims.manual.deliver({ from: number('8486'), to: '8079', text: receiptText('987654321', 'DELIVRD'), esmClass: 4 });
+  assert.equal(st, 0);
+  assert.equal(await parkedReceipts(), before + 1, 'an unmatched receipt is counted as parked');
 });
 
 // Results and receipts commit concurrently (no global lock): when a receipt and
