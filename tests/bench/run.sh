@@ -16,7 +16,7 @@
 #   BENCH_PGSS=1       profile PostgreSQL: print the statements that took the most time
 #   BENCH_HTTP=H:P     give the daemons an HTTP listener (/metrics) at H:P
 #   BENCH_DEBUG=1      when a run's backlog takes over 15 s to drain, print outbox states (and /metrics)
-#   BENCH_EXPLAIN=F    log the plan of every statement over 20 ms (auto_explain, nested ones too) and
+#   BENCH_EXPLAIN=F    log the plan of every statement over BENCH_EXPLAIN_MS (20) ms (auto_explain, nested ones too) and
 #                      copy PostgreSQL's log to F at the end
 set -u
 cd "$(dirname "$0")/../.."
@@ -45,7 +45,7 @@ if [ -n "${BENCH_PGSS:-}" ]; then
 	export PG_EXTRA_CONF=$'shared_preload_libraries = \'pg_stat_statements\'\npg_stat_statements.track = all'
 fi
 if [ -n "${BENCH_EXPLAIN:-}" ]; then
-	export PG_EXTRA_CONF=$'shared_preload_libraries = \'auto_explain\'\nauto_explain.log_min_duration = 20\nauto_explain.log_nested_statements = on\nauto_explain.log_analyze = on\nauto_explain.log_timing = on'
+	export PG_EXTRA_CONF=$'shared_preload_libraries = \'auto_explain\'\nauto_explain.log_min_duration = '"${BENCH_EXPLAIN_MS:-20}"$'\nauto_explain.log_nested_statements = on\nauto_explain.log_analyze = on\nauto_explain.log_timing = on'
 fi
 PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL did not start" >&2; exit 0; }
 export SG_PG_PORT=$port SG_PG_DIR=$dir/pg BENCH_DIR=$dir
