@@ -22,6 +22,7 @@
 #include "content.h"
 #include "flow.h"
 #include "log.h"
+#include "outbatch.h"
 #include "store.h"
 #include "strbuf.h"
 
@@ -74,32 +75,10 @@ struct mt_queue {
 #define OUT_RETRY_MS 1000
 #define OUT_BACKLOG_MAX 8192 /* results and receipts waiting to commit: then no new submits */
 
-/* The columns of an outcome batch: submit results, then receipts. */
-enum {
-	F_MT,
-	F_PART,
-	F_NPARTS,
-	F_LINK,
-	F_STATUS,
-	F_SMSC,
-	F_TEMP,
-	F_DLINK,
-	F_DSMSC,
-	F_DSTATE,
-	F_DERR,
-	OUT_FIELDS
-};
-
-/* Submit results and receipts on their way to the database (sg_mt_outcomes).
- * A batch whose commit fails keeps its results for a retry (its messages are
- * on the SMSC already); its receipts are refused so the SMSC sends them again. */
 struct out_batch {
 	struct out_batch *next; /* retry list */
 	struct pipeline *p;
-	struct strbuf f[OUT_FIELDS]; /* PostgreSQL array literals, closed when sent */
-	int n_res, n_dlr;
-	struct msg_ack *acks; /* one per receipt, answered after the commit */
-	int cap;
+	struct outbatch *rows;
 };
 
 struct pipeline {
@@ -1011,10 +990,7 @@ out_new(struct pipeline *p)
 	if (b == NULL)
 		fatal("out of memory");
 	b->p = p;
-	for (int i = 0; i < OUT_FIELDS; i++) {
-		strbuf_init(&b->f[i]);
-		strbuf_pgarr_begin(&b->f[i]);
-	}
+	b->rows = outbatch_new();
 	return b;
 }
 
@@ -1023,10 +999,15 @@ out_free(struct out_batch *b)
 {
 	if (b == NULL)
 		return;
-	for (int i = 0; i < OUT_FIELDS; i++)
-		strbuf_free(&b->f[i]);
-	free(b->acks);
+	outbatch_free(b->rows);
 	free(b);
+}
+
+/* Results and receipts in b. */
+static int
+out_rows(const struct out_batch *b)
+{
+	return outbatch_results(b->rows) + outbatch_receipts(b->rows);
 }
 
 /* The open batch, created when the first row arrives. */
@@ -1045,7 +1026,7 @@ out_open(struct pipeline *p)
 static bool
 out_full(const struct pipeline *p)
 {
-	return p->out != NULL && p->out->n_res + p->out->n_dlr >= OUT_BACKLOG_MAX;
+	return p->out != NULL && out_rows(p->out) >= OUT_BACKLOG_MAX;
 }
 
 /* Answers the batch's receipts: 0 = committed, else the temporary error that
@@ -1053,9 +1034,9 @@ out_full(const struct pipeline *p)
 static void
 out_ack_receipts(struct pipeline *p, struct out_batch *b, uint32_t status)
 {
-	if (b->n_dlr > 0)
-		p->gw->ack(p->gwarg, b->acks, b->n_dlr, status);
-	b->n_dlr = 0;
+	for (int i = 0; i < outbatch_receipts(b->rows); i++)
+		p->gw->ack(p->gwarg, outbatch_receipt_ack(b->rows, i), 1, status);
+	outbatch_drop_receipts(b->rows);
 }
 
 static void out_send(struct pipeline *p, struct out_batch *b);
@@ -1068,30 +1049,26 @@ static void out_send(struct pipeline *p, struct out_batch *b);
 static void
 out_failed(struct pipeline *p, struct out_batch *b, const char *why)
 {
-	if (b->n_dlr > 0)
-		log_warn("pipeline", "%d receipts not committed (%s): temporary error", b->n_dlr,
-		         why);
+	if (outbatch_receipts(b->rows) > 0)
+		log_warn("pipeline", "%d receipts not committed (%s): temporary error",
+		         outbatch_receipts(b->rows), why);
 	out_ack_receipts(p, b, (uint32_t)p->cfg->mo_temp_error);
-	if (b->n_res == 0) {
+	if (outbatch_results(b->rows) == 0) { /* (a retry carries the results only) */
 		out_free(b);
 		return;
 	}
-	for (int i = F_DLINK; i < OUT_FIELDS; i++) { /* a retry carries the results only */
-		strbuf_reset(&b->f[i]);
-		strbuf_puts(&b->f[i], "{}");
-	}
-	if (p->stopping || p->out_retry_rows + b->n_res > OUT_RETRY_MAX) {
+	if (p->stopping || p->out_retry_rows + outbatch_results(b->rows) > OUT_RETRY_MAX) {
 		log_error(
 		    "pipeline",
 		    "%d submit results not recorded (%s): those messages stay 'submitting' and are "
 		    "resent, marked maybe_duplicate, after a restart",
-		    b->n_res, why);
+		    outbatch_results(b->rows), why);
 		out_free(b);
 		if (p->stopping) { /* the backlog too: nothing will retry it */
 			while (p->out_retry) {
 				struct out_batch *next = p->out_retry->next;
 				log_error("pipeline", "%d submit results not recorded at stop",
-				          p->out_retry->n_res);
+				          outbatch_results(p->out_retry->rows));
 				out_free(p->out_retry);
 				p->out_retry = next;
 			}
@@ -1100,15 +1077,15 @@ out_failed(struct pipeline *p, struct out_batch *b, const char *why)
 		}
 		return;
 	}
-	log_warn("pipeline", "%d submit results not recorded (%s): retrying in %d ms", b->n_res,
-	         why, OUT_RETRY_MS);
+	log_warn("pipeline", "%d submit results not recorded (%s): retrying in %d ms",
+	         outbatch_results(b->rows), why, OUT_RETRY_MS);
 	b->next = NULL;
 	if (p->out_retry_tail)
 		p->out_retry_tail->next = b;
 	else
 		p->out_retry = b;
 	p->out_retry_tail = b;
-	p->out_retry_rows += b->n_res;
+	p->out_retry_rows += outbatch_results(b->rows);
 	arm_timer(p->out_retry_timer, OUT_RETRY_MS);
 }
 
@@ -1126,7 +1103,7 @@ out_retry_cb(evutil_socket_t fd, short what, void *arg)
 	p->out_retry = b->next;
 	if (p->out_retry == NULL)
 		p->out_retry_tail = NULL;
-	p->out_retry_rows -= b->n_res;
+	p->out_retry_rows -= outbatch_results(b->rows);
 	out_send(p, b);
 }
 
@@ -1165,34 +1142,52 @@ out_done_cb(void *arg, PGresult *res, const char *err)
 static void
 out_send(struct pipeline *p, struct out_batch *b)
 {
-	const char *params[OUT_FIELDS];
-	for (int i = 0; i < OUT_FIELDS; i++)
-		params[i] = b->f[i].s;
+	struct strbuf f[OUTBATCH_PARAMS];
+	const char *params[OUTBATCH_PARAMS];
+	outbatch_params(b->rows, f);
+	for (int i = 0; i < OUTBATCH_PARAMS; i++)
+		params[i] = f[i].s;
 	p->in_flight++;
 	p->out_committing = true;
-	if (store_query(p->st,
-	                "SELECT sg_mt_outcomes($1::bigint[], $2::int[], $3::int[], $4::text[], "
-	                "$5::int[], $6::text[], $7::boolean[], $8::text[], $9::text[], $10::int[], "
-	                "$11::int[])",
-	                OUT_FIELDS, params, out_done_cb, b) == 0) {
+	uint64_t id = store_query(p->st,
+	                          "SELECT sg_mt_outcomes($1::bigint[], $2::int[], $3::int[], "
+	                          "$4::text[], $5::int[], $6::text[], $7::boolean[], $8::text[], "
+	                          "$9::text[], $10::int[], $11::int[])",
+	                          OUTBATCH_PARAMS, params, out_done_cb, b);
+	for (int i = 0; i < OUTBATCH_PARAMS; i++)
+		strbuf_free(&f[i]);
+	if (id == 0) {
 		p->in_flight--;
 		p->out_committing = false;
 		out_failed(p, b, "database unavailable");
 	}
 }
 
-/* Sends the open batch unless one is committing (then it keeps growing and
- * goes when that one is done: one at a time keeps results before receipts). */
+/*
+ * Sends the open batch unless one is committing (then it keeps growing and
+ * goes when that one is done: one at a time keeps results before receipts).
+ * The messages not whole in it wait for the next batch, once (outbatch_split),
+ * so that they take sg_mt_outcomes' fast path.
+ */
 static void
 out_flush(struct pipeline *p)
 {
 	struct out_batch *b = p->out;
-	if (b == NULL || b->n_res + b->n_dlr == 0 || p->out_committing)
+	if (b == NULL || out_rows(b) == 0 || p->out_committing)
 		return;
 	evtimer_del(p->out_timer);
 	p->out = NULL;
-	for (int i = 0; i < OUT_FIELDS; i++)
-		strbuf_pgarr_end(&b->f[i]);
+	struct outbatch *rest = p->stopping ? NULL : outbatch_split(b->rows);
+	if (rest != NULL) {
+		p->out = out_new(p);
+		outbatch_free(p->out->rows);
+		p->out->rows = rest;
+	}
+	if (out_rows(b) == 0) { /* all of it waits for the rest of its messages */
+		out_free(b);
+		arm_timer(p->out_timer, p->cfg->db_batch_wait_ms);
+		return;
+	}
 	out_send(p, b);
 }
 
@@ -1206,7 +1201,7 @@ out_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 out_added(struct pipeline *p, const struct out_batch *b)
 {
-	if (b->n_res + b->n_dlr >= p->cfg->db_batch_max || p->stopping)
+	if (out_rows(b) >= p->cfg->db_batch_max || p->stopping)
 		out_flush(p);
 	else if (!p->out_committing)
 		arm_timer(p->out_timer, p->cfg->db_batch_wait_ms);
@@ -1217,7 +1212,6 @@ mt_result_core_cb(void *core, const struct msg_mt_result *r)
 {
 	struct pipeline *p = core;
 	struct out_batch *b = out_open(p);
-	char num[32];
 	/* temporary: the gateway retried up to max_retries and gave up for now;
 	 * the message goes back to the outbox for a later attempt */
 	if (r->status != 0 && !r->temporary) {
@@ -1225,18 +1219,7 @@ mt_result_core_cb(void *core, const struct msg_mt_result *r)
 		log_info("pipeline", "MT %lld part %d/%d failed with status 0x%x",
 		         (long long)r->mt_id, r->part, r->nparts, r->status);
 	}
-	snprintf(num, sizeof num, "%lld", (long long)r->mt_id);
-	strbuf_pgarr_elem(&b->f[F_MT], num);
-	snprintf(num, sizeof num, "%d", r->part);
-	strbuf_pgarr_elem(&b->f[F_PART], num);
-	snprintf(num, sizeof num, "%d", r->nparts);
-	strbuf_pgarr_elem(&b->f[F_NPARTS], num);
-	strbuf_pgarr_elem(&b->f[F_LINK], r->link);
-	snprintf(num, sizeof num, "%d", (int)r->status);
-	strbuf_pgarr_elem(&b->f[F_STATUS], num);
-	strbuf_pgarr_elem(&b->f[F_SMSC], r->smsc_id);
-	strbuf_pgarr_elem(&b->f[F_TEMP], r->status != 0 && r->temporary ? "t" : "f");
-	b->n_res++;
+	outbatch_add_result(b->rows, r);
 	out_added(p, b);
 }
 
@@ -1244,28 +1227,13 @@ static void
 dlr_core_cb(void *core, const struct msg_dlr *d)
 {
 	struct pipeline *p = core;
-	char num[16];
 	p->stats.dlr_received++;
 	if (p->stopping || store_up(p->st) == 0) {
 		p->gw->ack(p->gwarg, &d->ack, 1, (uint32_t)p->cfg->mo_temp_error);
 		return;
 	}
 	struct out_batch *b = out_open(p);
-	if (b->n_dlr == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 64;
-		b->acks = realloc(b->acks, (size_t)b->cap * sizeof *b->acks);
-		if (b->acks == NULL)
-			fatal("out of memory");
-	}
-	b->acks[b->n_dlr] = d->ack;
-	strbuf_pgarr_elem(&b->f[F_DLINK], d->link);
-	strbuf_pgarr_elem(&b->f[F_DSMSC], d->smsc_id);
-	snprintf(num, sizeof num, "%d", (int)d->state);
-	strbuf_pgarr_elem(&b->f[F_DSTATE], num);
-	if (d->err >= 0)
-		snprintf(num, sizeof num, "%d", d->err);
-	strbuf_pgarr_elem(&b->f[F_DERR], d->err >= 0 ? num : NULL);
-	b->n_dlr++;
+	outbatch_add_receipt(b->rows, d);
 	out_added(p, b);
 }
 
@@ -1306,7 +1274,7 @@ pipeline_check_stop(struct pipeline *p)
 	if (!p->stopping || p->stop_cb == NULL)
 		return;
 	if (p->in_flight > 0 || (p->open_mo && p->open_mo->n > 0) ||
-	    (p->out && p->out->n_res + p->out->n_dlr > 0) || p->out_retry != NULL)
+	    (p->out && out_rows(p->out) > 0) || p->out_retry != NULL)
 		return;
 	void (*fn)(void *) = p->stop_cb;
 	p->stop_cb = NULL;

@@ -26,6 +26,7 @@ const RUNS = Number(process.env.BENCH_RUNS || 3);
 const NSIMS = Number(process.env.BENCH_SIMS || 2);
 const ONLY = (process.env.BENCH_ONLY || 'mo,kannel,mt,rate,sessions,reports').split(',');
 const NO_KANNEL = !!process.env.BENCH_NO_KANNEL;
+const LAT_ONLY = !!process.env.BENCH_LAT_ONLY; /* mo: the latency runs only */
 const D = {
 	moSecs: QUICK ? 10 : 60, moWarm: QUICK ? 3000 : 5000, moConc: Number(process.env.BENCH_MO_CONC || 3000),
 	latSecs: QUICK ? 5 : 15, latRate: Number(process.env.BENCH_LAT_RATE || 1000),
@@ -130,7 +131,7 @@ async function scenarioMo(db) {
 	const d = new L.Daemon(conf);
 	await d.start(sims);
 	const m = meter(d, sims);
-	figure('mo_reply_throughput', await closedRuns(db, m, 'mo_reply_throughput', 'MO'), 'msg/s', '>= 7500, >= Kannel, aim 15000');
+	if (!LAT_ONLY) figure('mo_reply_throughput', await closedRuns(db, m, 'mo_reply_throughput', 'MO'), 'msg/s', '>= 7500, >= Kannel, aim 15000');
 	out(`# MO->reply latency at a fixed offered load of ${D.latRate} MO/s, ${D.latSecs} s per run`);
 	const p50 = [], p99 = [], mx = [];
 	for (let r = 0; r < RUNS; r++) {
@@ -160,7 +161,7 @@ async function scenarioMo(db) {
 		results.moSegments = { perMoReplies: w.mt / w.mo, perMoSegments: w.parts / w.mo };
 	}
 	await d.stop();
-	if (!process.env.BENCH_NO_FOLD) await scenarioMoFold(db, w);
+	if (!process.env.BENCH_NO_FOLD && !LAT_ONLY) await scenarioMoFold(db, w);
 }
 
 /* RUNS closed-loop runs of the residents' script: MO/s answered per run. */

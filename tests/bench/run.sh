@@ -13,6 +13,7 @@
 #   BENCH_WINDOW=N     SMPP window of each link (default 100)
 #   SG_BIN=DIR         binaries (default bin/)
 #   BENCH_LAT_RATE=N   offered MO/s of the latency figure (default 1000, the §7 load)
+#   BENCH_LAT_ONLY=1   mo: the latency figure only (no throughput or fold runs)
 #   BENCH_PGSS=1       profile PostgreSQL: print the statements that took the most time
 #   BENCH_HTTP=H:P     give the daemons an HTTP listener (/metrics) at H:P
 #   BENCH_DEBUG=1      when a run's backlog takes over 15 s to drain, print outbox states (and /metrics)

@@ -236,7 +236,7 @@ test('SMSC killed and restarted: reconnect, in-flight MTs resent, none lost', as
     const after = sim.submits.filter((s) => s.session > 0).map((s) => s.text);
     assert.ok(after.some((t) => before.has(t)), 'some MT submitted before the crash (no response) was sent again');
     for (const t of texts) assert.ok(sim.submits.some((s) => s.text === t), `"${t}" reached the SMSC`);
-    const parts = await env.sql('SELECT count(*)::int AS n FROM mt_parts WHERE mt_id = ANY($1) AND state = \'delivered\'', [ids]);
+    const parts = await env.sql('SELECT count(*)::int AS n FROM mt_segments WHERE mt_id = ANY($1) AND state = \'delivered\'', [ids]);
     assert.equal(parts[0].n, 30);
     assert.match(env.log(), /closing connection/);
   });

@@ -56,7 +56,7 @@ async function waitMt(id, state, ms = 10000) {
 }
 
 async function parts(id) {
-  return env.sql('SELECT part, state, smsc_id FROM mt_parts WHERE mt_id = $1 ORDER BY part', [id]);
+  return env.sql('SELECT part, state, smsc_id FROM mt_segments WHERE mt_id = $1 ORDER BY part', [id]);
 }
 
 test('a Vietnamese 3-part UCS-2 message: data_coding 8, UDH parts, reassembled equal, three receipts matched', async () => {
@@ -85,6 +85,32 @@ test('a Vietnamese 3-part UCS-2 message: data_coding 8, UDH parts, reassembled e
   const p = await parts(id);
   assert.deepEqual(p.map((x) => x.state), ['delivered', 'delivered', 'delivered']);
   assert.deepEqual(p.map((x) => x.smsc_id), subs.map((s) => String(parseInt(s.messageId, 16))), 'hex ids normalised');
+});
+
+// Segments and receipts that arrive together are written once: the message is
+// final at once and keeps its segments' SMSC ids itself (no part rows); a
+// message whose receipts come later is tracked part by part until final.
+test('a message delivered within one batch keeps its SMSC ids on its row; receipts that come later are tracked in mt_parts', async () => {
+  const n = number('8496');
+  const id = await queueMt(n, VI);
+  await waitMt(id, 'delivered');
+  const subs = env.sims.viet.submits.filter((s) => s.to === n);
+  const [m] = await env.sql('SELECT smsc_ids FROM mt_messages WHERE id = $1', [id]);
+  assert.deepEqual(m.smsc_ids, subs.map((s) => String(parseInt(s.messageId, 16))), 'the ids, in part order');
+  assert.equal((await env.sql('SELECT count(*)::int AS n FROM mt_parts WHERE mt_id = $1', [id]))[0].n, 0, 'no part rows');
+
+  const sim = env.sims.manual;
+  const late = number('8486');
+  const id2 = await queueMt(late, VI);
+  await waitMt(id2, 'submitted');
+  const tracked = await env.sql('SELECT part, state FROM mt_parts WHERE mt_id = $1 ORDER BY part', [id2]);
+  assert.deepEqual(tracked.map((x) => x.state), ['submitted', 'submitted', 'submitted'], 'the mapping kept until a final state');
+  for (const s of sim.submits.filter((x) => x.to === late)) {
+    assert.equal(await sim.deliver({ from: late, to: '8079', text: receiptText(String(parseInt(s.messageId, 16)), 'DELIVRD'), esmClass: 4 }), 0);
+  }
+  await waitMt(id2, 'delivered');
+  assert.deepEqual((await parts(id2)).map((x) => x.state), ['delivered', 'delivered', 'delivered']);
+  assert.equal((await env.sql('SELECT smsc_ids FROM mt_messages WHERE id = $1', [id2]))[0].smsc_ids, null);
 });
 
 test('the same text on a link with text = fold: one GSM-7 part, every mark removed', async () => {

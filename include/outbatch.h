@@ -1,0 +1,53 @@
+/*
+ * outbatch.h — one batch of submit results and delivery receipts on its way
+ * to sg_mt_outcomes (sql/012_outcomes.sql, sql/013_fast_outcomes.sql).
+ *
+ * The pipeline collects the rows as the links report them, splits off the
+ * messages that are not whole yet (outbatch_split) and sends the rest as the
+ * eleven array parameters of sg_mt_outcomes (outbatch_params). Pure data: no
+ * I/O, no event loop. Allocation failure is fatal.
+ */
+#ifndef SG_OUTBATCH_H
+#define SG_OUTBATCH_H
+
+#include <stdbool.h>
+
+#include "msg.h"
+#include "strbuf.h"
+
+/* sg_mt_outcomes' parameters: 7 result columns, then 4 receipt columns. */
+#define OUTBATCH_PARAMS 11
+
+struct outbatch;
+
+struct outbatch *outbatch_new(void);
+void outbatch_free(struct outbatch *b);
+
+/* Appends a copy of a submit result / receipt, in arrival order. */
+void outbatch_add_result(struct outbatch *b, const struct msg_mt_result *r);
+void outbatch_add_receipt(struct outbatch *b, const struct msg_dlr *d);
+
+int outbatch_results(const struct outbatch *b);
+int outbatch_receipts(const struct outbatch *b);
+
+/* The i-th receipt's PDU, to answer once the batch committed (or failed). */
+const struct msg_ack *outbatch_receipt_ack(const struct outbatch *b, int i);
+
+/* Forgets the receipts (answered already: a retry carries the results only). */
+void outbatch_drop_receipts(struct outbatch *b);
+
+/*
+ * Moves into a new batch, returned (NULL when nothing moves), the rows of the
+ * messages that are not whole in b and have not waited before: a message
+ * whose submit results are not all in b, or whose accepted segments do not
+ * all have a final receipt in b. The receipts that refer to a moved result
+ * move with it, so results still precede their receipts. Moved rows never
+ * move again: a message waits one batch at most.
+ */
+struct outbatch *outbatch_split(struct outbatch *b);
+
+/* Writes b's rows as PostgreSQL array literals into p[0..OUTBATCH_PARAMS-1]
+ * (initialised here; the caller frees them with strbuf_free). */
+void outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS]);
+
+#endif

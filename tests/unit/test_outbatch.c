@@ -1,0 +1,195 @@
+/*
+ * test_outbatch.c — outbatch.c: which messages wait one batch for the rest of
+ * their segments or receipts (incomplete results, missing or non-final
+ * receipts, failures, waited already, receipts moving with their results,
+ * unknown receipts staying), order kept, and the sg_mt_outcomes parameters.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "outbatch.h"
+
+/* Result of segment part/nparts of message mt on link L, SMSC id "<mt>-<part>". */
+static void
+res(struct outbatch *b, int64_t mt, int part, int nparts, uint32_t status)
+{
+	struct msg_mt_result r;
+	memset(&r, 0, sizeof r);
+	r.mt_id = mt;
+	snprintf(r.link, sizeof r.link, "L");
+	r.part = part;
+	r.nparts = nparts;
+	r.status = status;
+	r.temporary = status == 0x58;
+	if (status == 0)
+		snprintf(r.smsc_id, sizeof r.smsc_id, "%lld-%d", (long long)mt, part);
+	outbatch_add_result(b, &r);
+}
+
+/* Receipt for segment part of message mt (its ack seq = mt * 10 + part). */
+static void
+dlr(struct outbatch *b, int64_t mt, int part, enum msg_dlr_state state)
+{
+	struct msg_dlr d;
+	memset(&d, 0, sizeof d);
+	snprintf(d.link, sizeof d.link, "L");
+	snprintf(d.smsc_id, sizeof d.smsc_id, "%lld-%d", (long long)mt, part);
+	d.state = state;
+	d.err = state == MSG_DLR_DELIVERED ? 0 : -1;
+	d.ack.seq = (uint32_t)(mt * 10 + part);
+	outbatch_add_receipt(b, &d);
+}
+
+static const char *
+param(const struct outbatch *b, int i, char *out, size_t n)
+{
+	struct strbuf p[OUTBATCH_PARAMS];
+	outbatch_params(b, p);
+	snprintf(out, n, "%s", p[i].s);
+	for (int k = 0; k < OUTBATCH_PARAMS; k++)
+		strbuf_free(&p[k]);
+	return out;
+}
+
+static void
+test_whole_messages_stay(void **state)
+{
+	(void)state;
+	struct outbatch *b = outbatch_new();
+	res(b, 1, 1, 2, 0);
+	res(b, 1, 2, 2, 0);
+	dlr(b, 1, 1, MSG_DLR_DELIVERED);
+	dlr(b, 1, 2, MSG_DLR_UNDELIVERABLE); /* final, failed: whole all the same */
+	res(b, 2, 1, 1, 0x45);               /* refused: nothing more will come */
+	res(b, 3, 1, 2, 0);
+	res(b, 3, 2, 2, 0x58); /* throttled, given up for now: whole in results */
+	assert_null(outbatch_split(b));
+	assert_int_equal(outbatch_results(b), 5);
+	assert_int_equal(outbatch_receipts(b), 2);
+	outbatch_free(b);
+}
+
+static void
+test_incomplete_messages_wait_once(void **state)
+{
+	(void)state;
+	struct outbatch *b = outbatch_new();
+	res(b, 7, 1, 3, 0); /* 2 of 3 results */
+	dlr(b, 7, 1, MSG_DLR_DELIVERED);
+	res(b, 8, 1, 1, 0); /* whole, receipt in */
+	dlr(b, 8, 1, MSG_DLR_DELIVERED);
+	res(b, 7, 2, 3, 0);
+	res(b, 9, 1, 1, 0);               /* result in, receipt not yet */
+	dlr(b, 99, 1, MSG_DLR_DELIVERED); /* no result in this batch: stays */
+	res(b, 10, 1, 1, 0);              /* only an intermediate receipt */
+	dlr(b, 10, 1, MSG_DLR_ACCEPTED);
+
+	struct outbatch *rest = outbatch_split(b);
+	assert_non_null(rest);
+	char s[256];
+	assert_string_equal(param(b, 0, s, sizeof s), "{\"8\"}");
+	assert_string_equal(param(b, 8, s, sizeof s), "{\"8-1\",\"99-1\"}");
+	/* order kept; the receipts go with their results */
+	assert_string_equal(param(rest, 0, s, sizeof s), "{\"7\",\"7\",\"9\",\"10\"}");
+	assert_string_equal(param(rest, 1, s, sizeof s), "{\"1\",\"2\",\"1\",\"1\"}");
+	assert_string_equal(param(rest, 8, s, sizeof s), "{\"7-1\",\"10-1\"}");
+	assert_int_equal(outbatch_receipt_ack(rest, 0)->seq, 71);
+	assert_int_equal(outbatch_receipt_ack(rest, 1)->seq, 101);
+
+	/* the rest of 7 arrives, 9 and 10 stay incomplete: they waited already */
+	res(rest, 7, 3, 3, 0);
+	dlr(rest, 7, 2, MSG_DLR_DELIVERED);
+	dlr(rest, 7, 3, MSG_DLR_DELIVERED);
+	res(rest, 11, 1, 2, 0); /* new and incomplete: waits */
+	struct outbatch *again = outbatch_split(rest);
+	assert_non_null(again);
+	assert_string_equal(param(rest, 0, s, sizeof s), "{\"7\",\"7\",\"9\",\"10\",\"7\"}");
+	assert_string_equal(param(again, 0, s, sizeof s), "{\"11\"}");
+	struct outbatch *none = outbatch_split(again); /* 11 waited: nothing moves */
+	assert_null(none);
+	assert_int_equal(outbatch_results(again), 1);
+	outbatch_free(again);
+	outbatch_free(rest);
+	outbatch_free(b);
+}
+
+static void
+test_failed_segment_with_missing_results_waits(void **state)
+{
+	(void)state;
+	struct outbatch *b = outbatch_new();
+	res(b, 5, 1, 3, 0x45); /* refused, parts 2 and 3 still on their way */
+	struct outbatch *rest = outbatch_split(b);
+	assert_non_null(rest);
+	assert_int_equal(outbatch_results(b), 0);
+	assert_int_equal(outbatch_results(rest), 1);
+	outbatch_free(rest);
+	outbatch_free(b);
+}
+
+static void
+test_params_literals(void **state)
+{
+	(void)state;
+	struct outbatch *b = outbatch_new();
+	res(b, 42, 1, 1, 0);
+	res(b, 43, 1, 1, 0x58);
+	dlr(b, 42, 1, MSG_DLR_DELIVERED);
+	dlr(b, 43, 1, MSG_DLR_EXPIRED);
+	char s[256];
+	const char *want[OUTBATCH_PARAMS] = {
+	    "{\"42\",\"43\"}",     "{\"1\",\"1\"}",   "{\"1\",\"1\"}", "{\"L\",\"L\"}",
+	    "{\"0\",\"88\"}",      "{\"42-1\",\"\"}", "{\"f\",\"t\"}", "{\"L\",\"L\"}",
+	    "{\"42-1\",\"43-1\"}", "{\"2\",\"3\"}",   "{\"0\",NULL}",
+	};
+	for (int i = 0; i < OUTBATCH_PARAMS; i++)
+		assert_string_equal(param(b, i, s, sizeof s), want[i]);
+	outbatch_drop_receipts(b);
+	assert_int_equal(outbatch_receipts(b), 0);
+	assert_string_equal(param(b, 8, s, sizeof s), "{}");
+	outbatch_free(b);
+}
+
+static void
+test_many_messages(void **state)
+{
+	(void)state;
+	struct outbatch *b = outbatch_new();
+	for (int64_t mt = 1; mt <= 5000; mt++) {
+		res(b, mt, 1, 2, 0);
+		if (mt % 2 == 0) { /* even: whole and delivered */
+			res(b, mt, 2, 2, 0);
+			dlr(b, mt, 1, MSG_DLR_DELIVERED);
+			dlr(b, mt, 2, MSG_DLR_DELIVERED);
+		} else {
+			dlr(b, mt, 1, MSG_DLR_DELIVERED);
+		}
+	}
+	struct outbatch *rest = outbatch_split(b);
+	assert_non_null(rest);
+	assert_int_equal(outbatch_results(b), 5000);
+	assert_int_equal(outbatch_receipts(b), 5000);
+	assert_int_equal(outbatch_results(rest), 2500);
+	assert_int_equal(outbatch_receipts(rest), 2500);
+	outbatch_free(rest);
+	outbatch_free(b);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_whole_messages_stay),
+	    cmocka_unit_test(test_incomplete_messages_wait_once),
+	    cmocka_unit_test(test_failed_segment_with_missing_results_waits),
+	    cmocka_unit_test(test_params_literals),
+	    cmocka_unit_test(test_many_messages),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
