@@ -82,7 +82,7 @@ async function createDb(name) {
 function daemonConf(file, conninfo, links, extra = {}) {
 	const sections = {
 		gateway: { log_level: 'info', shutdown_timeout: 5, link_lock: process.env.BENCH_LINK_LOCK || 'yes' },
-		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: 2, dedupe_window: 0, ...(extra.database || {}) },
+		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: Number(process.env.BENCH_BATCH_WAIT_MS || 2), dedupe_window: 0, ...(extra.database || {}) },
 		http: { listen: process.env.BENCH_HTTP || '' },
 		campaign: { quiet_hours: '', daily_cap: 0 }, /* runs re-use numbers: no per-number daily cap */
 		content: { dir: path.join(ROOT, 'config/content'), ...(extra.content || {}) },

@@ -14,6 +14,7 @@
 #   SG_BIN=DIR         binaries (default bin/)
 #   BENCH_LAT_RATE=N   offered MO/s of the latency figure (default 1000, the §7 load)
 #   BENCH_LAT_ONLY=1   mo: the latency figure only (no throughput or fold runs)
+#   BENCH_PG_CONF=S    extra postgresql.conf lines (experiments)
 #   BENCH_PGSS=1       profile PostgreSQL: print the statements that took the most time
 #   BENCH_HTTP=H:P     give the daemons an HTTP listener (/metrics) at H:P
 #   BENCH_DEBUG=1      when a run's backlog takes over 15 s to drain, print outbox states (and /metrics)
@@ -48,12 +49,15 @@ fi
 if [ -n "${BENCH_EXPLAIN:-}" ]; then
 	export PG_EXTRA_CONF=$'shared_preload_libraries = \'auto_explain\'\nauto_explain.log_min_duration = '"${BENCH_EXPLAIN_MS:-20}"$'\nauto_explain.log_nested_statements = on\nauto_explain.log_analyze = on\nauto_explain.log_timing = on'
 fi
+if [ -n "${BENCH_PG_CONF:-}" ]; then
+	export PG_EXTRA_CONF="${PG_EXTRA_CONF:-}"$'\n'"$BENCH_PG_CONF"
+fi
 PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL did not start" >&2; exit 0; }
 export SG_PG_PORT=$port SG_PG_DIR=$dir/pg BENCH_DIR=$dir
 node tests/bench/bench.js
 rc=$?
 if [ -n "${BENCH_PGSS:-}" ]; then
-	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT round(total_exec_time) AS ms, calls, rows, round(total_exec_time/greatest(rows,1)*1000) AS us_per_row, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" 2>&1 || true
+	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT round(total_exec_time) AS ms, calls, rows, round(total_exec_time/greatest(rows,1)*1000) AS us_per_row, round(mean_exec_time::numeric,2) AS mean_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" 2>&1 || true
 	psql -h 127.0.0.1 -p "$port" -U postgres -d bench_sg -X -q -c "SELECT count(*) AS receipts_parked, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)) AS matchable FROM dlr_early e" 2>&1 || true
 	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "SELECT w.wal_records, w.wal_fpi, pg_size_pretty(w.wal_bytes) AS wal, c.checkpoints_timed + c.checkpoints_req AS checkpoints, c.buffers_backend FROM pg_stat_wal w, pg_stat_bgwriter c" 2>&1 || true
 fi
