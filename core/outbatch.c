@@ -8,7 +8,7 @@
  * again as delivered, and the message updated twice. SMSCs report the
  * segments of a message, and their receipts, within milliseconds, yet a batch
  * boundary falls inside many messages (a third of the segments in the MO
- * bench); waiting one batch joins nearly all of them.
+ * bench); letting them wait a little joins nearly all of them.
  */
 #include "outbatch.h"
 
@@ -21,7 +21,7 @@
 
 struct out_res {
 	struct msg_mt_result r;
-	bool held; /* waited one batch already */
+	int64_t since; /* when it arrived (caller's clock, ms) */
 };
 
 struct outbatch {
@@ -34,7 +34,8 @@ struct outbatch {
 struct out_msg {
 	int64_t mt; /* 0: free slot (message ids start at 1) */
 	int nparts, nres, nok, nfinal;
-	bool held, move;
+	int64_t since; /* its oldest result's arrival */
+	bool move;
 };
 
 struct outbatch *
@@ -69,18 +70,12 @@ grow(void *a, int n, int *cap, size_t size)
 	return a;
 }
 
-static void
-add_result(struct outbatch *b, const struct msg_mt_result *r, bool held)
+void
+outbatch_add_result(struct outbatch *b, const struct msg_mt_result *r, int64_t now_ms)
 {
 	b->res = grow(b->res, b->n_res, &b->cap_res, sizeof *b->res);
 	b->res[b->n_res].r = *r;
-	b->res[b->n_res++].held = held;
-}
-
-void
-outbatch_add_result(struct outbatch *b, const struct msg_mt_result *r)
-{
-	add_result(b, r, false);
+	b->res[b->n_res++].since = now_ms;
 }
 
 void
@@ -144,7 +139,7 @@ dlr_final(enum msg_dlr_state s)
 }
 
 struct outbatch *
-outbatch_split(struct outbatch *b)
+outbatch_split(struct outbatch *b, int64_t now_ms, int wait_ms)
 {
 	if (b->n_res == 0)
 		return NULL;
@@ -166,11 +161,12 @@ outbatch_split(struct outbatch *b)
 		while (msg[h].mt != 0 && msg[h].mt != r->mt_id)
 			h = (h + 1) & (cap - 1);
 		struct out_msg *m = &msg[h];
+		if (m->mt == 0 || b->res[i].since < m->since)
+			m->since = b->res[i].since;
 		m->mt = r->mt_id;
 		m->nparts = r->nparts;
 		m->nres++;
 		m->nok += r->status == 0;
-		m->held |= b->res[i].held;
 		res_msg[i] = (int)h;
 		if (r->status == 0 && r->smsc_id[0] != '\0') {
 			size_t k = hash_ref(r->link, r->smsc_id) & (cap - 1);
@@ -195,7 +191,7 @@ outbatch_split(struct outbatch *b)
 	bool any = false;
 	for (size_t h = 0; h < cap; h++) {
 		struct out_msg *m = &msg[h];
-		m->move = m->mt != 0 && !m->held &&
+		m->move = m->mt != 0 && now_ms - m->since < wait_ms &&
 		          (m->nres < m->nparts || (m->nok == m->nres && m->nfinal < m->nok));
 		any |= m->move;
 	}
@@ -206,7 +202,7 @@ outbatch_split(struct outbatch *b)
 		int k = 0;
 		for (int i = 0; i < b->n_res; i++) {
 			if (msg[res_msg[i]].move)
-				add_result(nb, &b->res[i].r, true);
+				outbatch_add_result(nb, &b->res[i].r, b->res[i].since);
 			else
 				b->res[k++] = b->res[i];
 		}

@@ -74,6 +74,7 @@ struct mt_queue {
 #define OUT_RETRY_MAX 200000 /* result rows held for a retry while the database refuses them */
 #define OUT_RETRY_MS 1000
 #define OUT_BACKLOG_MAX 8192 /* results and receipts waiting to commit: then no new submits */
+#define OUT_WAIT_MS 250 /* longest a message's results wait for the rest of it (outbatch_split) */
 
 struct out_batch {
 	struct out_batch *next; /* retry list */
@@ -138,6 +139,15 @@ static void mt_claim(struct pipeline *p, enum msg_prio prio);
 static void pipeline_check_stop(struct pipeline *p);
 static void out_flush(struct pipeline *p);
 static void sweep_later(struct pipeline *p, int ms);
+
+/* Milliseconds on a monotonic clock. */
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 int64_t
 pipeline_now(void)
@@ -1166,8 +1176,8 @@ out_send(struct pipeline *p, struct out_batch *b)
 /*
  * Sends the open batch unless one is committing (then it keeps growing and
  * goes when that one is done: one at a time keeps results before receipts).
- * The messages not whole in it wait for the next batch, once (outbatch_split),
- * so that they take sg_mt_outcomes' fast path.
+ * The messages not whole in it wait for the next batch (outbatch_split), up
+ * to OUT_WAIT_MS, so that they take sg_mt_outcomes' fast path.
  */
 static void
 out_flush(struct pipeline *p)
@@ -1177,7 +1187,8 @@ out_flush(struct pipeline *p)
 		return;
 	evtimer_del(p->out_timer);
 	p->out = NULL;
-	struct outbatch *rest = p->stopping ? NULL : outbatch_split(b->rows);
+	struct outbatch *rest =
+	    p->stopping ? NULL : outbatch_split(b->rows, mono_ms(), OUT_WAIT_MS);
 	if (rest != NULL) {
 		p->out = out_new(p);
 		outbatch_free(p->out->rows);
@@ -1185,7 +1196,7 @@ out_flush(struct pipeline *p)
 	}
 	if (out_rows(b) == 0) { /* all of it waits for the rest of its messages */
 		out_free(b);
-		arm_timer(p->out_timer, p->cfg->db_batch_wait_ms);
+		arm_timer(p->out_timer, OUT_WAIT_MS / 5);
 		return;
 	}
 	out_send(p, b);
@@ -1219,7 +1230,7 @@ mt_result_core_cb(void *core, const struct msg_mt_result *r)
 		log_info("pipeline", "MT %lld part %d/%d failed with status 0x%x",
 		         (long long)r->mt_id, r->part, r->nparts, r->status);
 	}
-	outbatch_add_result(b->rows, r);
+	outbatch_add_result(b->rows, r, mono_ms());
 	out_added(p, b);
 }
 

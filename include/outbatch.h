@@ -11,6 +11,7 @@
 #define SG_OUTBATCH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "msg.h"
 #include "strbuf.h"
@@ -23,8 +24,9 @@ struct outbatch;
 struct outbatch *outbatch_new(void);
 void outbatch_free(struct outbatch *b);
 
-/* Appends a copy of a submit result / receipt, in arrival order. */
-void outbatch_add_result(struct outbatch *b, const struct msg_mt_result *r);
+/* Appends a copy of a submit result (arrived at now_ms, any monotonic clock)
+ * or a receipt, in arrival order. */
+void outbatch_add_result(struct outbatch *b, const struct msg_mt_result *r, int64_t now_ms);
 void outbatch_add_receipt(struct outbatch *b, const struct msg_dlr *d);
 
 int outbatch_results(const struct outbatch *b);
@@ -38,13 +40,13 @@ void outbatch_drop_receipts(struct outbatch *b);
 
 /*
  * Moves into a new batch, returned (NULL when nothing moves), the rows of the
- * messages that are not whole in b and have not waited before: a message
- * whose submit results are not all in b, or whose accepted segments do not
- * all have a final receipt in b. The receipts that refer to a moved result
- * move with it, so results still precede their receipts. Moved rows never
- * move again: a message waits one batch at most.
+ * messages that are not whole in b and whose oldest result in b arrived less
+ * than wait_ms before now_ms: a message whose submit results are not all in
+ * b, or whose accepted segments do not all have a final receipt in b. The
+ * receipts that refer to a moved result move with it, so results still
+ * precede their receipts. A message waits wait_ms at most.
  */
-struct outbatch *outbatch_split(struct outbatch *b);
+struct outbatch *outbatch_split(struct outbatch *b, int64_t now_ms, int wait_ms);
 
 /* Writes b's rows as PostgreSQL array literals into p[0..OUTBATCH_PARAMS-1]
  * (initialised here; the caller frees them with strbuf_free). */

@@ -1,8 +1,8 @@
 /*
- * test_outbatch.c — outbatch.c: which messages wait one batch for the rest of
- * their segments or receipts (incomplete results, missing or non-final
- * receipts, failures, waited already, receipts moving with their results,
- * unknown receipts staying), order kept, and the sg_mt_outcomes parameters.
+ * test_outbatch.c — outbatch.c: which messages wait for the rest of their
+ * segments or receipts (incomplete results, missing or non-final receipts,
+ * failures, waited long enough, receipts moving with their results, unknown
+ * receipts staying), order kept, and the sg_mt_outcomes parameters.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,10 @@
 #include <string.h>
 
 #include "outbatch.h"
+
+#define WAIT 100 /* ms a message may wait */
+
+static int64_t now; /* the test's clock, ms */
 
 /* Result of segment part/nparts of message mt on link L, SMSC id "<mt>-<part>". */
 static void
@@ -29,7 +33,7 @@ res(struct outbatch *b, int64_t mt, int part, int nparts, uint32_t status)
 	r.temporary = status == 0x58;
 	if (status == 0)
 		snprintf(r.smsc_id, sizeof r.smsc_id, "%lld-%d", (long long)mt, part);
-	outbatch_add_result(b, &r);
+	outbatch_add_result(b, &r, now);
 }
 
 /* Receipt for segment part of message mt (its ack seq = mt * 10 + part). */
@@ -69,16 +73,17 @@ test_whole_messages_stay(void **state)
 	res(b, 2, 1, 1, 0x45);               /* refused: nothing more will come */
 	res(b, 3, 1, 2, 0);
 	res(b, 3, 2, 2, 0x58); /* throttled, given up for now: whole in results */
-	assert_null(outbatch_split(b));
+	assert_null(outbatch_split(b, now, WAIT));
 	assert_int_equal(outbatch_results(b), 5);
 	assert_int_equal(outbatch_receipts(b), 2);
 	outbatch_free(b);
 }
 
 static void
-test_incomplete_messages_wait_once(void **state)
+test_incomplete_messages_wait(void **state)
 {
 	(void)state;
+	now = 1000;
 	struct outbatch *b = outbatch_new();
 	res(b, 7, 1, 3, 0); /* 2 of 3 results */
 	dlr(b, 7, 1, MSG_DLR_DELIVERED);
@@ -90,7 +95,8 @@ test_incomplete_messages_wait_once(void **state)
 	res(b, 10, 1, 1, 0);              /* only an intermediate receipt */
 	dlr(b, 10, 1, MSG_DLR_ACCEPTED);
 
-	struct outbatch *rest = outbatch_split(b);
+	now += 10;
+	struct outbatch *rest = outbatch_split(b, now, WAIT);
 	assert_non_null(rest);
 	char s[256];
 	assert_string_equal(param(b, 0, s, sizeof s), "{\"8\"}");
@@ -102,18 +108,29 @@ test_incomplete_messages_wait_once(void **state)
 	assert_int_equal(outbatch_receipt_ack(rest, 0)->seq, 71);
 	assert_int_equal(outbatch_receipt_ack(rest, 1)->seq, 101);
 
-	/* the rest of 7 arrives, 9 and 10 stay incomplete: they waited already */
+	/* 50 ms on: 7 is whole; 9 and 10 still incomplete and wait again; 11 new */
+	now += 50;
 	res(rest, 7, 3, 3, 0);
 	dlr(rest, 7, 2, MSG_DLR_DELIVERED);
 	dlr(rest, 7, 3, MSG_DLR_DELIVERED);
-	res(rest, 11, 1, 2, 0); /* new and incomplete: waits */
-	struct outbatch *again = outbatch_split(rest);
+	res(rest, 11, 1, 2, 0);
+	struct outbatch *again = outbatch_split(rest, now, WAIT);
 	assert_non_null(again);
-	assert_string_equal(param(rest, 0, s, sizeof s), "{\"7\",\"7\",\"9\",\"10\",\"7\"}");
-	assert_string_equal(param(again, 0, s, sizeof s), "{\"11\"}");
-	struct outbatch *none = outbatch_split(again); /* 11 waited: nothing moves */
+	assert_string_equal(param(rest, 0, s, sizeof s), "{\"7\",\"7\",\"7\"}");
+	assert_string_equal(param(again, 0, s, sizeof s), "{\"9\",\"10\",\"11\"}");
+	assert_string_equal(param(again, 8, s, sizeof s), "{\"10-1\"}");
+
+	/* 100 ms after their first result 9 and 10 go as they are; 11 waits on */
+	now += 40;
+	struct outbatch *last = outbatch_split(again, now, WAIT);
+	assert_non_null(last);
+	assert_string_equal(param(again, 0, s, sizeof s), "{\"9\",\"10\"}");
+	assert_string_equal(param(last, 0, s, sizeof s), "{\"11\"}");
+	now += 60; /* 11 arrived 100 ms ago */
+	struct outbatch *none = outbatch_split(last, now, WAIT);
 	assert_null(none);
-	assert_int_equal(outbatch_results(again), 1);
+	assert_int_equal(outbatch_results(last), 1);
+	outbatch_free(last);
 	outbatch_free(again);
 	outbatch_free(rest);
 	outbatch_free(b);
@@ -125,7 +142,7 @@ test_failed_segment_with_missing_results_waits(void **state)
 	(void)state;
 	struct outbatch *b = outbatch_new();
 	res(b, 5, 1, 3, 0x45); /* refused, parts 2 and 3 still on their way */
-	struct outbatch *rest = outbatch_split(b);
+	struct outbatch *rest = outbatch_split(b, now, WAIT);
 	assert_non_null(rest);
 	assert_int_equal(outbatch_results(b), 0);
 	assert_int_equal(outbatch_results(rest), 1);
@@ -171,7 +188,7 @@ test_many_messages(void **state)
 			dlr(b, mt, 1, MSG_DLR_DELIVERED);
 		}
 	}
-	struct outbatch *rest = outbatch_split(b);
+	struct outbatch *rest = outbatch_split(b, now, WAIT);
 	assert_non_null(rest);
 	assert_int_equal(outbatch_results(b), 5000);
 	assert_int_equal(outbatch_receipts(b), 5000);
@@ -186,7 +203,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_whole_messages_stay),
-	    cmocka_unit_test(test_incomplete_messages_wait_once),
+	    cmocka_unit_test(test_incomplete_messages_wait),
 	    cmocka_unit_test(test_failed_segment_with_missing_results_waits),
 	    cmocka_unit_test(test_params_literals),
 	    cmocka_unit_test(test_many_messages),
