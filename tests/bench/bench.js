@@ -180,7 +180,7 @@ async function closedRuns(db, m, name, label) {
 }
 
 async function moCost(db) {
-	return (await db.db.query('SELECT (SELECT count(*) FROM mo_messages)::float AS mo, (SELECT count(*) FROM mt_messages)::float AS mt, (SELECT count(*) FROM mt_parts)::float AS parts')).rows[0];
+	return (await db.db.query('SELECT (SELECT count(*) FROM mo_messages)::float AS mo, (SELECT count(*) FROM mt_messages)::float AS mt, (SELECT coalesce(sum(nparts), 0) FROM mt_messages)::float AS parts')).rows[0];
 }
 
 /* The same throughput runs with text = fold on the links: replies folded to GSM-7, one segment
