@@ -203,15 +203,17 @@ async function scenarioMoFold(db, before) {
 
 /* ---------------------------------------------------------------- broadcast MT */
 
-async function waitCount(ss, field, target, timeoutMs, onFirst) {
+async function waitCount(ss, field, target, timeoutMs, onFirst, stallMs = Infinity) {
 	const t0 = Date.now();
 	let first = null;
+	let last = -1, lastAt = t0;
 	for (;;) {
 		const cs = await Promise.all(ss.map((s) => s.call('counters')));
 		const n = cs.reduce((a, c) => a + c.counters[field], 0);
 		if (first == null && n > 0) { first = process.hrtime.bigint(); if (onFirst) onFirst(); }
 		if (n >= target) return { n, t: process.hrtime.bigint(), first };
-		if (Date.now() - t0 > timeoutMs) return { n, t: process.hrtime.bigint(), first, timedOut: true };
+		if (n !== last) { last = n; lastAt = Date.now(); }
+		if (Date.now() - t0 > timeoutMs || Date.now() - lastAt > stallMs) return { n, t: process.hrtime.bigint(), first, timedOut: true };
 		await L.sleep(20);
 	}
 }
