@@ -116,6 +116,7 @@ struct pipeline {
 	 */
 	int mo_committing;
 	bool out_committing;
+	bool out_holding; /* the open batch is all waiting (outbatch_split): its timer sends it */
 
 	struct out_batch *out; /* results and receipts collecting */
 	struct event *out_timer;
@@ -1187,6 +1188,7 @@ out_flush(struct pipeline *p)
 		return;
 	evtimer_del(p->out_timer);
 	p->out = NULL;
+	p->out_holding = false;
 	struct outbatch *rest =
 	    p->stopping ? NULL : outbatch_split(b->rows, mono_ms(), OUT_WAIT_MS);
 	if (rest != NULL) {
@@ -1196,6 +1198,7 @@ out_flush(struct pipeline *p)
 	}
 	if (out_rows(b) == 0) { /* all of it waits for the rest of its messages */
 		out_free(b);
+		p->out_holding = true; /* no new split for every row that arrives meanwhile */
 		arm_timer(p->out_timer, OUT_WAIT_MS / 5);
 		return;
 	}
@@ -1212,7 +1215,7 @@ out_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 out_added(struct pipeline *p, const struct out_batch *b)
 {
-	if (out_rows(b) >= p->cfg->db_batch_max || p->stopping)
+	if ((out_rows(b) >= p->cfg->db_batch_max && !p->out_holding) || p->stopping)
 		out_flush(p);
 	else if (!p->out_committing)
 		arm_timer(p->out_timer, p->cfg->db_batch_wait_ms);
