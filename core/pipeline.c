@@ -75,7 +75,11 @@ struct mt_queue {
 #define OUT_RETRY_MS 1000
 #define OUT_BACKLOG_MAX 8192 /* results and receipts waiting to commit: then no new submits */
 #define OUT_WAIT_MS 250 /* longest a message's results wait for the rest of it (outbatch_split) */
+#define OUT_HOLD_MS 50  /* an open batch that is all waiting is looked at again after this */
 
+/* Submit results and receipts on their way to the database (sg_mt_outcomes).
+ * A batch whose commit fails keeps its results for a retry (its messages are
+ * on the SMSC already); its receipts are refused so the SMSC sends them again. */
 struct out_batch {
 	struct out_batch *next; /* retry list */
 	struct pipeline *p;
@@ -821,6 +825,7 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
  * A receipt and its submit result committing at the same moment leave the
  * receipt parked in dlr_early (neither transaction sees the other's row);
  * sg_dlr_rematch applies such receipts. Rare, so a few seconds late is fine.
+ * The same call drops what has been parked over a day (sg_dlr_early_expire).
  */
 static void
 rematch_done_cb(void *arg, PGresult *res, const char *err)
@@ -830,8 +835,13 @@ rematch_done_cb(void *arg, PGresult *res, const char *err)
 	p->rematching = false;
 	if (res == NULL)
 		log_warn("pipeline", "matching parked receipts failed: %s", err);
-	else if (PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) > 0)
-		log_info("pipeline", "%s parked receipt(s) matched", PQgetvalue(res, 0, 0));
+	else if (PQntuples(res) == 1 && PQnfields(res) == 2) {
+		if (atoi(PQgetvalue(res, 0, 0)) > 0)
+			log_info("pipeline", "%s parked receipt(s) matched", PQgetvalue(res, 0, 0));
+		if (atoi(PQgetvalue(res, 0, 1)) > 0)
+			log_info("pipeline", "%s receipt(s) parked over a day dropped",
+			         PQgetvalue(res, 0, 1));
+	}
 	pipeline_check_stop(p);
 }
 
@@ -845,7 +855,8 @@ rematch_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	p->rematching = true;
 	p->in_flight++;
-	if (store_query(p->st, "SELECT sg_dlr_rematch()", 0, NULL, rematch_done_cb, p) == 0) {
+	if (store_query(p->st, "SELECT sg_dlr_rematch(), sg_dlr_early_expire()", 0, NULL,
+	                rematch_done_cb, p) == 0) {
 		p->in_flight--;
 		p->rematching = false;
 	}
@@ -994,14 +1005,15 @@ ready_core_cb(void *core, const char *link, enum msg_prio prio)
  * send the receipt right after the response. Receipts that truly overtake
  * their response wait in dlr_early and are matched when it is recorded.
  */
+/* A batch of rows (NULL: a new, empty one). */
 static struct out_batch *
-out_new(struct pipeline *p)
+out_new(struct pipeline *p, struct outbatch *rows)
 {
 	struct out_batch *b = calloc(1, sizeof *b);
 	if (b == NULL)
 		fatal("out of memory");
 	b->p = p;
-	b->rows = outbatch_new();
+	b->rows = rows != NULL ? rows : outbatch_new();
 	return b;
 }
 
@@ -1026,7 +1038,7 @@ static struct out_batch *
 out_open(struct pipeline *p)
 {
 	if (p->out == NULL)
-		p->out = out_new(p);
+		p->out = out_new(p, NULL);
 	return p->out;
 }
 
@@ -1191,15 +1203,12 @@ out_flush(struct pipeline *p)
 	p->out_holding = false;
 	struct outbatch *rest =
 	    p->stopping ? NULL : outbatch_split(b->rows, mono_ms(), OUT_WAIT_MS);
-	if (rest != NULL) {
-		p->out = out_new(p);
-		outbatch_free(p->out->rows);
-		p->out->rows = rest;
-	}
+	if (rest != NULL)
+		p->out = out_new(p, rest);
 	if (out_rows(b) == 0) { /* all of it waits for the rest of its messages */
 		out_free(b);
 		p->out_holding = true; /* no new split for every row that arrives meanwhile */
-		arm_timer(p->out_timer, OUT_WAIT_MS / 5);
+		arm_timer(p->out_timer, OUT_HOLD_MS);
 		return;
 	}
 	out_send(p, b);

@@ -15,7 +15,7 @@
 --
 -- A later duplicate receipt for such a message finds no part and is parked in
 -- dlr_early like any unknown receipt; parked receipts are now dropped after a
--- day (sg_dlr_rematch), so unknown ones no longer pile up.
+-- day (sg_dlr_early_expire), so unknown ones no longer pile up.
 
 ALTER TABLE mt_messages ADD COLUMN IF NOT EXISTS smsc_ids text[];
 
@@ -104,44 +104,11 @@ BEGIN
     RETURN sg_dlr_apply(d_link, d_smsc, d_state, d_err); -- receipts parked
 END $$;
 
--- As in 009, and parked receipts expire after a day.
-CREATE OR REPLACE FUNCTION sg_dlr_rematch(p_link text[] DEFAULT NULL, p_smsc text[] DEFAULT NULL)
-RETURNS int LANGUAGE plpgsql AS $$
-DECLARE
-    e_link text[];
-    e_smsc text[];
-    e_state int[];
-    e_err int[];
-BEGIN
-    -- Two statements, not one with "p_link IS NULL OR ...": PL/pgSQL caches a
-    -- generic plan, and for that predicate it is a hash join over all of
-    -- mt_parts (tens of milliseconds per submit-results batch).
-    IF p_link IS NULL THEN
-        -- a day is long past any submit_sm_resp: what is still parked is a
-        -- receipt for a message tracked elsewhere (another system, or one
-        -- whose segments are kept on the message: a duplicate receipt)
-        DELETE FROM dlr_early e WHERE e.at < now() - interval '1 day';
-        WITH del AS (
-            DELETE FROM dlr_early e
-             WHERE EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)
-            RETURNING e.link, e.smsc_id, e.state, e.err)
-        SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
-          INTO e_link, e_smsc, e_state, e_err
-          FROM del;
-    ELSE
-        WITH del AS (
-            DELETE FROM dlr_early e
-             USING (SELECT DISTINCT t.link, t.smsc FROM unnest(p_link, p_smsc) AS t(link, smsc)) t
-             WHERE e.link = t.link AND e.smsc_id = t.smsc
-               AND EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)
-            RETURNING e.link, e.smsc_id, e.state, e.err)
-        SELECT array_agg(del.link), array_agg(del.smsc_id), array_agg(del.state::int), array_agg(del.err)
-          INTO e_link, e_smsc, e_state, e_err
-          FROM del;
-    END IF;
-    IF e_link IS NULL THEN
-        RETURN 0;
-    END IF;
-    PERFORM sg_dlr_apply(e_link, e_smsc, e_state, e_err);
-    RETURN cardinality(e_link);
-END $$;
+-- Parked receipts older than a day: a day is long past any submit_sm_resp, so
+-- what is still parked is a receipt for a message tracked elsewhere (another
+-- system, or a duplicate receipt for a message delivered at once). Dropped by
+-- the pipeline's periodic rematch (core/pipeline.c); returns how many.
+CREATE FUNCTION sg_dlr_early_expire() RETURNS int LANGUAGE sql AS $$
+    WITH d AS (DELETE FROM dlr_early e WHERE e.at < now() - interval '1 day' RETURNING 1)
+    SELECT count(*)::int FROM d
+$$;

@@ -186,6 +186,13 @@ test('a receipt parked while its part committed is matched by the periodic remat
   assert.match(env.log(), /parked receipt\(s\) matched/);
 });
 
+test('receipts parked over a day are dropped by the periodic rematch; younger ones stay', async () => {
+  await env.sql("INSERT INTO dlr_early (link, smsc_id, state, err, at) VALUES ('viet', 'stale-day', 2, 0, now() - interval '25 hours'), ('viet', 'young-hour', 2, 0, now() - interval '1 hour')");
+  await env.waitFor(async () => (await env.sql("SELECT count(*)::int AS n FROM dlr_early WHERE smsc_id = 'stale-day'"))[0].n === 0, 15000, 'the day-old receipt dropped');
+  assert.equal((await env.sql("SELECT count(*)::int AS n FROM dlr_early WHERE smsc_id = 'young-hour'"))[0].n, 1, 'an hour-old one stays parked');
+  assert.match(env.log(), /receipt\(s\) parked over a day dropped/);
+});
+
 test('hex submit ids and decimal receipt ids (submit_id_base hex, dlr_id_base decimal) match', async () => {
   const sim = env.sims.hexdec;
   const n = number('8498');
