@@ -48,6 +48,9 @@ struct slot {
 	struct event *timer;
 };
 
+/* Connections closing that still flush their output (see linger()). */
+#define LINGER_MAX 4
+
 struct smpp_session {
 	struct event_base *base;
 	const struct smsc_conf *conf;
@@ -72,6 +75,11 @@ struct smpp_session {
 	struct event *state_timer;
 	struct event *enq_timer;
 	struct event *reap;
+
+	/* connections left with output still to flush (a last resp); each is
+	 * freed when that is written, fails or times out, or with the session */
+	struct bufferevent *lingering[LINGER_MAX];
+	int nlingering;
 
 	int backoff; /* next reconnect delay, seconds */
 	bool stopping;
@@ -342,29 +350,50 @@ backoff_ms(struct smpp_session *s)
 
 /* A detached connection: flush what is queued (a last resp), then free. */
 static void
+linger_end(struct smpp_session *s, struct bufferevent *bev)
+{
+	for (int i = 0; i < s->nlingering; i++) {
+		if (s->lingering[i] == bev) {
+			s->lingering[i] = s->lingering[--s->nlingering];
+			break;
+		}
+	}
+	bufferevent_free(bev);
+}
+
+static void
 linger_write_cb(struct bufferevent *bev, void *arg)
 {
 	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_free(bev);
+		linger_end(arg, bev);
 }
 
 static void
 linger_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	bufferevent_free(bev);
+	linger_end(arg, bev);
 }
 
+/*
+ * Lets the connection write what it holds (within 2 s) before it is freed.
+ * One that cannot write any more is freed now: after a failed write libevent
+ * disables writing, so no callback (not even the timeout) would ever come.
+ */
 static void
-linger(struct bufferevent *bev)
+linger(struct smpp_session *s, struct bufferevent *bev)
 {
 	struct timeval tv = {2, 0};
 
 	bufferevent_disable(bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 ||
+	    !(bufferevent_get_enabled(bev) & EV_WRITE)) {
 		bufferevent_free(bev);
 		return;
 	}
-	bufferevent_setcb(bev, NULL, linger_write_cb, linger_event_cb, NULL);
+	if (s->nlingering == LINGER_MAX)
+		linger_end(s, s->lingering[0]);
+	s->lingering[s->nlingering++] = bev;
+	bufferevent_setcb(bev, NULL, linger_write_cb, linger_event_cb, s);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(bev, NULL, &tv);
 }
@@ -375,7 +404,7 @@ disconnect(struct smpp_session *s, const char *why)
 {
 	if (s->bev != NULL) {
 		log_warn(MOD, "%s: closing connection: %s", s->name, why);
-		linger(s->bev);
+		linger(s, s->bev);
 		s->bev = NULL;
 	}
 	s->conn_id = 0;
@@ -805,6 +834,8 @@ smpp_session_free(struct smpp_session *s)
 	}
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
+	while (s->nlingering > 0)
+		bufferevent_free(s->lingering[--s->nlingering]);
 	for (int i = 0; s->win != NULL && i < s->win_size; i++)
 		if (s->win[i].timer != NULL)
 			event_free(s->win[i].timer);

@@ -2,6 +2,7 @@
 # Integration tests: a private PostgreSQL cluster for the whole run (temp dir,
 # free port, stopped at exit), then every tests/integration/*.test.js under
 # node's test runner against the binaries in SG_BIN (default bin/).
+# SG_TESTS picks files, SG_TEST_PATTERN picks tests by name (a regular expression).
 # Prints "integration: N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
@@ -16,7 +17,8 @@ export SG_PG_PORT=$port SG_PG_DIR=$pgdir
 files=${SG_TESTS:-$(ls tests/integration/*.test.js 2>/dev/null)}
 [ -n "$files" ] || { echo "integration: 0 passed, 0 failed"; exit 0; }
 out=$(mktemp)
-node --test --test-concurrency=1 --test-timeout=${SG_TEST_TIMEOUT_MS:-300000} --test-reporter=tap $files 2>&1 | tee "$out" | grep --line-buffered -E '^(ok|not ok) [0-9]+ - |^# (pass|fail|tests) '
+node --test --test-concurrency=1 --test-timeout=${SG_TEST_TIMEOUT_MS:-300000} --test-reporter=tap \
+	${SG_TEST_PATTERN:+--test-name-pattern="$SG_TEST_PATTERN"} $files 2>&1 | tee "$out" | grep --line-buffered -E '^(ok|not ok) [0-9]+ - |^# (pass|fail|tests) '
 rc=${PIPESTATUS[0]}
 pass=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$out" | tail -1)
 fail=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$out" | tail -1)

@@ -130,7 +130,9 @@ class Daemon {
 class Sim {
 	constructor(name) { this.name = name; this.n = 0; this.wait = new Map(); }
 	async start(simOpts) {
-		this.child = track(fork(path.join(__dirname, 'simproc.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+		/* BENCH_SIM_NODE_ARGS: node options for the simulators, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" */
+		const execArgv = (process.env.BENCH_SIM_NODE_ARGS || '').split(' ').filter(Boolean);
+		this.child = track(fork(path.join(__dirname, 'simproc.js'), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
 		this.pid = this.child.pid;
 		this.child.on('message', (m) => {
 			const w = this.wait.get(m.id);
