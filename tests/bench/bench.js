@@ -67,7 +67,7 @@ let numberBase = 84900000000;
 
 async function startSims(n) {
 	const s = [];
-	for (let i = 0; i < n; i++) s.push(await new L.Sim(`sim${i + 1}`).start({ receipts: true }));
+	for (let i = 0; i < n; i++) s.push(await new L.Sim(`sim${i + 1}`).start({ receipts: true, rawReceipts: true }));
 	return s;
 }
 

@@ -26,6 +26,8 @@ test.before(async () => {
       hexdec: { sim: { idBase: 'hex', dlrIdBase: 'dec' }, conf: { prefixes: '8498', default_route: 'no', submit_id_base: 'hex', dlr_id_base: 'decimal' } },
       // receipts sent by the test itself
       manual: { sim: { receipts: false, idBase: 'hex' }, conf: { prefixes: '8486', default_route: 'no', submit_id_base: 'hex', dlr_id_base: 'decimal' } },
+      // receipts encoded as raw bytes by the simulator, as in the bench
+      raw: { sim: { rawReceipts: true }, conf: { prefixes: '8432', default_route: 'no' } },
     },
     http: true,
   });
@@ -202,6 +204,15 @@ test('hex submit ids and decimal receipt ids (submit_id_base hex, dlr_id_base de
   await waitMt(id, 'delivered');
   const [p] = await parts(id);
   assert.equal(p.smsc_id, String(parseInt(sub.messageId, 16)));
+});
+
+test('the bench simulator\'s raw-byte receipts (rawReceipts) are matched like encoded ones', async () => {
+  const before = await parkedReceipts();
+  const ids = [await queueMt(number('8432'), VI), await queueMt(number('8432'), 'one part')];
+  for (const id of ids) await waitMt(id, 'delivered');
+  assert.equal(env.sims.raw.counters.receipts, 4);
+  assert.deepEqual((await parts(ids[0])).map((x) => x.state), ['delivered', 'delivered', 'delivered']);
+  assert.equal(await parkedReceipts(), before, 'none parked');
 });
 
 const receiptText = (dec, stat) =>

@@ -17,7 +17,8 @@
  *   fn(submit) -> stat|null), receiptErr, receiptBeforeResp, throttleEvery/throttleStatus,
  *   rejectEvery/rejectStatus, submitStatus fn(submit, n) -> status (0 = accept), respDelayMs,
  *   enquireLinkMs, silent, ussdMode (USSD deliver_sm use service_type "USSD"), recordSubmits,
- *   maxRecords (bounded arrays), deliverTimeoutMs.
+ *   maxRecords (bounded arrays), deliverTimeoutMs, rawReceipts (receipts written as raw bytes,
+ *   their responses not awaited: the bench's lighter path).
  *
  * State: sim.submits (accepted submits: {to, from, text, dataCoding, esmClass, udh, sar, registeredDelivery,
  *   messageId, ussdServiceOp, itsSessionInfo, ussdEnd, itsEnd, umr, serviceType, session (index into
@@ -101,6 +102,7 @@ const DEFAULTS = {
 	maxPendingReceipts: 200000,
 	deliverTimeoutMs: 10000,
 	reassemble: true,
+	rawReceipts: false,
 };
 
 /* ---------------------------------------------------------------- GSM 03.38 (unpacked) */
@@ -318,6 +320,36 @@ function respBuf(cmdId, status, seq, body) {
 	b.writeUInt32BE(seq >>> 0, 12);
 	if (blen) body.copy(b, 16);
 	return b;
+}
+
+/*
+ * A receipt's deliver_sm (fields as _buildReceipt makes them) as raw bytes, for the bench
+ * (rawReceipts): node-smpp's PDU encoder was a quarter of a bench simulator's CPU. Its
+ * deliver_sm_resp is not waited for.
+ */
+function receiptBuf(f, seq) {
+	const sm = f.short_message;
+	const b = Buffer.allocUnsafe(64 + String(f.source_addr).length + String(f.destination_addr).length +
+		sm.length + String(f.receipted_message_id).length + 16);
+	let o = 16;
+	const cstr = (v) => { o += b.write(String(v), o, 'latin1'); b[o++] = 0; };
+	const tlv = (tag, len) => { b.writeUInt16BE(tag, o); b.writeUInt16BE(len, o + 2); o += 4; };
+	cstr(f.service_type);
+	b[o++] = f.source_addr_ton; b[o++] = f.source_addr_npi; cstr(f.source_addr);
+	b[o++] = f.dest_addr_ton; b[o++] = f.dest_addr_npi; cstr(f.destination_addr);
+	b[o++] = f.esm_class; b[o++] = 0; b[o++] = 0;     /* protocol_id, priority_flag */
+	b[o++] = 0; b[o++] = 0;                           /* schedule_delivery_time, validity_period */
+	b[o++] = 0; b[o++] = 0; b[o++] = f.data_coding; b[o++] = 0;
+	b[o++] = sm.length; o += sm.copy(b, o);
+	const id = String(f.receipted_message_id);
+	tlv(TLV.receipted_message_id, id.length + 1); cstr(id);
+	tlv(TLV.message_state, 1); b[o++] = f.message_state;
+	if (f.network_error_code) { tlv(TLV.network_error_code, 3); o += f.network_error_code.copy(b, o); }
+	b.writeUInt32BE(o, 0);
+	b.writeUInt32BE(CMD.deliver_sm, 4);
+	b.writeUInt32BE(0, 8);
+	b.writeUInt32BE(seq >>> 0, 12);
+	return b.subarray(0, o);
 }
 
 /*
@@ -843,7 +875,8 @@ class SmscSim extends EventEmitter {
 			dest_addr_ton: sub.sourceTon || 0, dest_addr_npi: sub.sourceNpi || 0, destination_addr: sub.from,
 			esm_class: 0x04,
 			data_coding: 0,
-			short_message: gsmEncodeBuf(text),
+			/* the text is ASCII letters, digits, spaces, ':' and '.': the same bytes in GSM-7 */
+			short_message: o.rawReceipts ? Buffer.from(text, 'latin1') : gsmEncodeBuf(text),
 			receipted_message_id: sub.messageId,
 			message_state: STATE_OF_STAT[stat] || 7,
 		};
@@ -858,6 +891,11 @@ class SmscSim extends EventEmitter {
 			return;
 		}
 		this.counters.receipts++;
+		if (this.opts.rawReceipts) {
+			this._rawSeq = this._rawSeq >= 0x2fffffff ? 0x20000000 : (this._rawSeq || 0x20000000) + 1;
+			this._write(s, receiptBuf(fields, this._rawSeq));
+			return;
+		}
 		this._sendDeliver(s, fields, this.opts.deliverTimeoutMs).catch(() => {});
 	}
 
