@@ -161,6 +161,21 @@ test('the same deliver_sm twice (same SMSC id) is acknowledged twice and answere
   assert.equal((await env.sql('SELECT count(*)::int AS n FROM mo_messages WHERE msisdn = $1', [n]))[0].n, 1);
 });
 
+// The duplicate check finds an MO by its SMSC id through the partial unique
+// index (link, smsc_id) WHERE smsc_id <> ''; without that predicate in the
+// lookup every MO carrying an id scanned the whole of mo_messages.
+test('the duplicate check by SMSC id is an index lookup, not a scan of mo_messages', async () => {
+  await env.sql('SET enable_seqscan = off');
+  try {
+    const plan = (await env.sql("EXPLAIN SELECT * FROM sg_mo_prepare(ARRAY['viettel'], ARRAY['dup-2'], ARRAY['84912000001'], ARRAY['HELP'], 0, 10, 60)"))
+      .map((r) => r['QUERY PLAN']).join('\n');
+    assert.match(plan, /Index (Only )?Scan using mo_messages_smsc_id on mo_messages/, plan);
+    assert.doesNotMatch(plan, /Seq Scan on mo_messages/, plan);
+  } finally {
+    await env.sql('RESET enable_seqscan');
+  }
+});
+
 test('a household becomes covered when a member passes the last missing skill', async () => {
   await env.sql("INSERT INTO households (code, commune_code, village) VALUES ('HN-0777', '00004', 'Tổ 7')");
   const a = number(), b = number();
