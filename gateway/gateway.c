@@ -45,7 +45,6 @@
 struct link;
 
 struct mt_item {
-	struct mt_item *next_live; /* link->live list */
 	struct link *link;
 	uint64_t serial;
 	int64_t id;
@@ -86,7 +85,10 @@ struct link {
 	struct lane lane[MSG_PRIO_COUNT];
 	struct retry *retry;
 	int nretry, retry_cap;
-	struct mt_item *live;
+	/* items not finished yet, by serial (a response's cookie names one):
+	 * open addressing, linear probing, at most half full */
+	struct mt_item **live;
+	size_t live_cap, nlive;
 	uint64_t serial, order;
 	uint16_t ref;
 	double tokens;
@@ -155,26 +157,91 @@ lane_trim(struct link *l, enum msg_prio prio)
 	}
 }
 
+/* ---------------------------------------------------------------------- */
+/* Live items by serial                                                    */
+
+static size_t
+live_slot(const struct link *l, uint64_t serial)
+{
+	return (size_t)((serial * 0x9E3779B97F4A7C15ull) >> 32) & (l->live_cap - 1);
+}
+
+static void
+live_place(struct link *l, struct mt_item *it)
+{
+	size_t i = live_slot(l, it->serial);
+
+	while (l->live[i] != NULL)
+		i = (i + 1) & (l->live_cap - 1);
+	l->live[i] = it;
+}
+
+/* Adds it (its serial set); grows the table. 0, or -1 when out of memory. */
+static int
+live_put(struct link *l, struct mt_item *it)
+{
+	if ((l->nlive + 1) * 2 > l->live_cap) {
+		size_t cap = l->live_cap ? l->live_cap * 2 : 64;
+		struct mt_item **old = l->live;
+		size_t ocap = l->live_cap;
+		l->live = calloc(cap, sizeof *l->live);
+		if (l->live == NULL) {
+			l->live = old;
+			return -1;
+		}
+		l->live_cap = cap;
+		for (size_t i = 0; i < ocap; i++)
+			if (old[i] != NULL)
+				live_place(l, old[i]);
+		free(old);
+	}
+	live_place(l, it);
+	l->nlive++;
+	return 0;
+}
+
+/* Removes it, shifting back the entries of its probe run. */
+static void
+live_del(struct link *l, struct mt_item *it)
+{
+	size_t mask = l->live_cap - 1, i;
+
+	if (l->live_cap == 0)
+		return;
+	for (i = live_slot(l, it->serial); l->live[i] != it; i = (i + 1) & mask)
+		if (l->live[i] == NULL)
+			return;
+	l->live[i] = NULL;
+	l->nlive--;
+	for (size_t j = (i + 1) & mask; l->live[j] != NULL; j = (j + 1) & mask) {
+		size_t home = live_slot(l, l->live[j]->serial);
+		/* move j back to the hole unless its home lies cyclically in (i, j] */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			l->live[i] = l->live[j];
+			l->live[j] = NULL;
+			i = j;
+		}
+	}
+}
+
 static void
 item_free_if_done(struct mt_item *it)
 {
 	if (it->unresolved > 0 || it->in_lane)
 		return;
-	struct mt_item **pp = &it->link->live;
-	while (*pp != NULL && *pp != it)
-		pp = &(*pp)->next_live;
-	if (*pp == it)
-		*pp = it->next_live;
+	live_del(it->link, it);
 	free(it);
 }
 
 static struct mt_item *
 item_find(struct link *l, uint64_t serial)
 {
-	for (struct mt_item *it = l->live; it != NULL; it = it->next_live)
-		if (it->serial == serial)
-			return it;
-	return NULL;
+	if (l->live_cap == 0)
+		return NULL;
+	for (size_t i = live_slot(l, serial);; i = (i + 1) & (l->live_cap - 1)) {
+		if (l->live[i] == NULL || l->live[i]->serial == serial)
+			return l->live[i];
+	}
 }
 
 /* Inserts a part into the retry list, sorted by original dispatch order. */
@@ -660,10 +727,12 @@ gw_submit(void *arg, const struct msg_mt *mt)
 		fail_async(l, mt);
 		return 0;
 	}
+	if (live_put(l, it) != 0) {
+		free(it);
+		return -1;
+	}
 	it->unresolved = it->nparts;
 	it->in_lane = true;
-	it->next_live = l->live;
-	l->live = it;
 	ln->v[(ln->head + ln->n) % ln->cap] = it;
 	ln->n++;
 	pump(l);
@@ -914,18 +983,20 @@ static bool
 item_move(struct mt_item *it, struct link *to)
 {
 	struct lane *dst = &to->lane[it->prio];
-	struct mt_item **pp = &it->link->live;
+	struct link *from = it->link;
+	uint64_t serial = it->serial;
 
 	if (dst->n == dst->cap)
 		return false;
-	while (*pp != NULL && *pp != it)
-		pp = &(*pp)->next_live;
-	if (*pp == it)
-		*pp = it->next_live;
+	live_del(from, it);
 	it->link = to;
 	it->serial = ++to->serial;
-	it->next_live = to->live;
-	to->live = it;
+	if (live_put(to, it) != 0) {
+		it->link = from;
+		it->serial = serial;
+		live_put(from, it); /* cannot fail: it was there */
+		return false;
+	}
 	dst->v[(dst->head + dst->n) % dst->cap] = it;
 	dst->n++;
 	return true;
@@ -1066,11 +1137,9 @@ link_free(struct link *l)
 {
 	for (int j = 0; j < 2; j++)
 		smpp_session_free(l->sess[j]);
-	while (l->live != NULL) {
-		struct mt_item *it = l->live;
-		l->live = it->next_live;
-		free(it);
-	}
+	for (size_t i = 0; i < l->live_cap; i++)
+		free(l->live[i]);
+	free(l->live);
 	for (int p = 0; p < MSG_PRIO_COUNT; p++)
 		free(l->lane[p].v);
 	free(l->retry);
