@@ -145,7 +145,8 @@ async function scenarioMo(db) {
 		p99.push(worst('p99'));
 		mx.push(worst('max'));
 		if (ans < sent * 0.99) note(`latency run ${r + 1}: only ${ans} of ${sent} MO answered within 10 s: the daemon does not sustain ${D.latRate} MO/s`);
-		out(`  run ${r + 1}: offered ${Math.round(rs.reduce((a, x) => a + x.offered, 0))} MO/s, ${ans}/${sent} answered, p50 ${L.fmt(p50[r])} p99 ${L.fmt(p99[r])} max ${L.fmt(mx[r])} ms`);
+		const loop = (k) => L.fmt(Math.max(...rs.map((x) => x[k] || 0)));
+		out(`  run ${r + 1}: offered ${Math.round(rs.reduce((a, x) => a + x.offered, 0))} MO/s, ${ans}/${sent} answered, p50 ${L.fmt(p50[r])} p99 ${L.fmt(p99[r])} max ${L.fmt(mx[r])} ms (simulator event-loop delay p99 ${loop('loopP99')} max ${loop('loopMax')} ms)`);
 		if (r === 0) cpuLine('mo_reply_latency', c);
 		await drain(db, `latency run ${r + 1}`);
 	}
