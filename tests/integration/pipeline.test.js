@@ -190,10 +190,18 @@ test('loop guard: more than loop_max identical exchanges in the window get no re
   const env = await h.start({ conf: { database: { dedupe_window: 0 }, content: { loop_max: 5, loop_window: 300 } } });
   try {
     const n = '84912349999';
+    // last_mo_at is stamped by a processed MO (with its flow state) and by a
+    // looping one (alone): MO 5 and MO 8 come 1.2 s after the one before
+    const stampedBy = async (k) => (await env.sql(
+      "SELECT s.last_mo_at >= m.received_at - interval '50 ms' AS ok FROM subscribers s, (SELECT received_at FROM mo_messages WHERE msisdn = $1 ORDER BY id OFFSET $2 LIMIT 1) m WHERE s.msisdn = $1",
+      [n, k - 1]))[0].ok;
     for (let i = 0; i < 8; i++) {
+      if (i === 4 || i === 7) await new Promise((r) => setTimeout(r, 1200));
       assert.equal(await env.sim.deliver({ from: n, to: '8079', text: 'HELP' }), 0);
       await env.waitFor(async () => (await env.sql("SELECT count(*)::int AS c FROM mo_messages WHERE msisdn = $1 AND state IN ('processed', 'looping')", [n]))[0].c === i + 1, 10000, `MO ${i + 1} handled`);
+      if (i === 4) assert.ok(await stampedBy(5), 'last_mo_at stamped by a processed MO');
     }
+    assert.ok(await stampedBy(8), 'last_mo_at stamped by a looping MO');
     const mo = await env.sql('SELECT state FROM mo_messages WHERE msisdn = $1 ORDER BY id', [n]);
     assert.deepEqual(mo.map((r) => r.state), ['processed', 'processed', 'processed', 'processed', 'processed', 'looping', 'looping', 'looping']);
     const replies = await env.sql('SELECT count(*)::int AS c FROM mt_messages WHERE msisdn = $1', [n]);
