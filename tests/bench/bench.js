@@ -443,7 +443,7 @@ async function gitSha() {
 async function main() {
 	const started = new Date();
 	const sha = await gitSha(); /* the commit measured: read before the runs, not after */
-	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, PostgreSQL synchronous_commit=on fsync=on`);
+	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, PostgreSQL synchronous_commit=on fsync=on max_wal_size=4GB checkpoint_timeout=15min`);
 	out(`bench config: dedupe_window = 0 (residents answer "A" twice within seconds), link window ${process.env.BENCH_WINDOW || 100}, rate 0 unless stated, no quiet hours, no daily cap, log_level info`);
 	sims = await startSims(NSIMS);
 	try {
