@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "text.h"
 
 struct out_res {
 	struct msg_mt_result r;
@@ -223,7 +224,7 @@ outbatch_split(struct outbatch *b, int64_t now_ms, int wait_ms)
 	return nb;
 }
 
-/* The parameters' order (sg_mt_outcomes). */
+/* The parameters' order (sg_mt_outcomes, 018). */
 enum {
 	P_MT,
 	P_PART,
@@ -236,18 +237,190 @@ enum {
 	P_DSMSC,
 	P_DSTATE,
 	P_DERR,
+	P_FMT,
+	P_FNPARTS,
+	P_FLINK,
+	P_FSMSC,
+	P_FERR,
 };
+
+/* One message's results while the batch is classified. */
+struct fast_msg {
+	int64_t mt; /* 0: free slot */
+	int nparts;
+	bool bad;                    /* refused, inconsistent, or not whole */
+	bool fast, emitted;          /* written once, final; its arrays written */
+	int last[TEXT_MAX_SEGMENTS]; /* each part's last accepted result + 1 */
+	int dlr[TEXT_MAX_SEGMENTS];  /* that result's first final receipt + 1 */
+};
+
+/* (link, SMSC id) -> row index, open addressing over cap (a power of two). */
+struct ref_map {
+	int *v;
+	size_t cap;
+};
+
+static void
+ref_map_init(struct ref_map *m, int n)
+{
+	m->cap = 16;
+	while (m->cap < (size_t)n * 2)
+		m->cap <<= 1;
+	m->v = malloc(m->cap * sizeof *m->v);
+	if (m->v == NULL)
+		fatal("out of memory");
+	for (size_t k = 0; k < m->cap; k++)
+		m->v[k] = -1;
+}
+
+/* The slot holding key (link, id) among rows named by key_of, or the free
+ * slot where it would go. */
+static size_t
+ref_slot(const struct ref_map *m, const char *link, const char *id,
+         void (*key_of)(const void *ctx, int i, const char **link, const char **id),
+         const void *ctx)
+{
+	size_t k = hash_ref(link, id) & (m->cap - 1);
+	for (; m->v[k] >= 0; k = (k + 1) & (m->cap - 1)) {
+		const char *l2, *i2;
+		key_of(ctx, m->v[k], &l2, &i2);
+		if (strcmp(i2, id) == 0 && strcmp(l2, link) == 0)
+			break;
+	}
+	return k;
+}
+
+static void
+dlr_key(const void *ctx, int i, const char **link, const char **id)
+{
+	const struct msg_dlr *d = &((const struct outbatch *)ctx)->dlr[i];
+	*link = d->link;
+	*id = d->smsc_id;
+}
+
+static void
+res_key(const void *ctx, int i, const char **link, const char **id)
+{
+	const struct msg_mt_result *r = &((const struct outbatch *)ctx)->res[i].r;
+	*link = r->link;
+	*id = r->smsc_id;
+}
+
+/*
+ * Which messages are whole and delivered in b (the rule of 013's fast path,
+ * now decided here): no refused result, a result accepted for each of its
+ * parts (the last one counts), and for each of those the first final
+ * receipt in b says delivered. Sets fast_res[i] for the results of those
+ * messages and skip_dlr[j] for every receipt that refers to one of their
+ * results (the database never needs to see them); res_msg[i] is the
+ * message of result i in msgs.
+ */
+static void
+classify(const struct outbatch *b, struct fast_msg *msgs, size_t cap, int *res_msg, bool *fast_res,
+         bool *skip_dlr)
+{
+	struct ref_map first, done;
+
+	for (int i = 0; i < b->n_res; i++) {
+		const struct msg_mt_result *r = &b->res[i].r;
+		size_t h = hash_id((uint64_t)r->mt_id) & (cap - 1);
+		while (msgs[h].mt != 0 && msgs[h].mt != r->mt_id)
+			h = (h + 1) & (cap - 1);
+		struct fast_msg *m = &msgs[h];
+		if (m->mt == 0) {
+			m->mt = r->mt_id;
+			m->nparts = r->nparts;
+			m->bad = r->nparts < 1 || r->nparts > TEXT_MAX_SEGMENTS;
+		}
+		res_msg[i] = (int)h;
+		if (m->bad || r->nparts != m->nparts || r->status != 0 || r->part < 1 ||
+		    r->part > m->nparts || r->smsc_id[0] == '\0')
+			m->bad = true;
+		else
+			m->last[r->part - 1] = i + 1;
+	}
+	/* the first final receipt of each (link, SMSC id) */
+	ref_map_init(&first, b->n_dlr);
+	for (int j = 0; j < b->n_dlr; j++) {
+		if (!dlr_final(b->dlr[j].state))
+			continue;
+		size_t k = ref_slot(&first, b->dlr[j].link, b->dlr[j].smsc_id, dlr_key, b);
+		if (first.v[k] < 0)
+			first.v[k] = j;
+	}
+	for (size_t h = 0; h < cap; h++) {
+		struct fast_msg *m = &msgs[h];
+		if (m->mt == 0 || m->bad)
+			continue;
+		m->fast = true;
+		for (int k = 0; k < m->nparts && m->fast; k++) {
+			if (m->last[k] == 0) {
+				m->fast = false;
+				break;
+			}
+			const struct msg_mt_result *r = &b->res[m->last[k] - 1].r;
+			int j = first.v[ref_slot(&first, r->link, r->smsc_id, dlr_key, b)];
+			m->fast = j >= 0 && b->dlr[j].state == MSG_DLR_DELIVERED;
+			m->dlr[k] = j + 1;
+		}
+	}
+	/* every receipt for a result of a fast message is done with */
+	ref_map_init(&done, b->n_res);
+	for (int i = 0; i < b->n_res; i++) {
+		fast_res[i] = msgs[res_msg[i]].fast;
+		if (fast_res[i]) {
+			size_t k =
+			    ref_slot(&done, b->res[i].r.link, b->res[i].r.smsc_id, res_key, b);
+			done.v[k] = i;
+		}
+	}
+	for (int j = 0; j < b->n_dlr; j++)
+		skip_dlr[j] =
+		    done.v[ref_slot(&done, b->dlr[j].link, b->dlr[j].smsc_id, res_key, b)] >= 0;
+	free(first.v);
+	free(done.v);
+}
 
 void
 outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS])
 {
 	char num[32];
+	size_t cap = 16;
+	while (cap < (size_t)b->n_res * 2)
+		cap <<= 1;
+	struct fast_msg *msgs = calloc(cap, sizeof *msgs);
+	int *res_msg = malloc((size_t)(b->n_res + 1) * sizeof *res_msg);
+	bool *fast_res = malloc((size_t)(b->n_res + 1) * sizeof *fast_res);
+	bool *skip_dlr = malloc((size_t)(b->n_dlr + 1) * sizeof *skip_dlr);
+	if (msgs == NULL || res_msg == NULL || fast_res == NULL || skip_dlr == NULL)
+		fatal("out of memory");
+	classify(b, msgs, cap, res_msg, fast_res, skip_dlr);
+
 	for (int i = 0; i < OUTBATCH_PARAMS; i++) {
 		strbuf_init(&p[i]);
 		strbuf_pgarr_begin(&p[i]);
 	}
 	for (int i = 0; i < b->n_res; i++) {
 		const struct msg_mt_result *r = &b->res[i].r;
+		struct fast_msg *m = &msgs[res_msg[i]];
+		if (fast_res[i]) {
+			if (m->emitted)
+				continue;
+			m->emitted = true; /* the message, its parts in order */
+			snprintf(num, sizeof num, "%lld", (long long)m->mt);
+			strbuf_pgarr_elem(&p[P_FMT], num);
+			snprintf(num, sizeof num, "%d", m->nparts);
+			strbuf_pgarr_elem(&p[P_FNPARTS], num);
+			strbuf_pgarr_elem(&p[P_FLINK], b->res[m->last[0] - 1].r.link);
+			for (int k = 0; k < m->nparts; k++) {
+				const struct msg_dlr *d = &b->dlr[m->dlr[k] - 1];
+				strbuf_pgarr_elem(&p[P_FSMSC], b->res[m->last[k] - 1].r.smsc_id);
+				if (d->err >= 0)
+					snprintf(num, sizeof num, "%d", d->err);
+				strbuf_pgarr_elem(&p[P_FERR], d->err >= 0 ? num : NULL);
+			}
+			continue;
+		}
 		snprintf(num, sizeof num, "%lld", (long long)r->mt_id);
 		strbuf_pgarr_elem(&p[P_MT], num);
 		snprintf(num, sizeof num, "%d", r->part);
@@ -262,6 +435,8 @@ outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS])
 	}
 	for (int i = 0; i < b->n_dlr; i++) {
 		const struct msg_dlr *d = &b->dlr[i];
+		if (skip_dlr[i])
+			continue;
 		strbuf_pgarr_elem(&p[P_DLINK], d->link);
 		strbuf_pgarr_elem(&p[P_DSMSC], d->smsc_id);
 		snprintf(num, sizeof num, "%d", (int)d->state);
@@ -272,4 +447,8 @@ outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS])
 	}
 	for (int i = 0; i < OUTBATCH_PARAMS; i++)
 		strbuf_pgarr_end(&p[i]);
+	free(msgs);
+	free(res_msg);
+	free(fast_res);
+	free(skip_dlr);
 }

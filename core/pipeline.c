@@ -1175,7 +1175,8 @@ out_send(struct pipeline *p, struct out_batch *b)
 	uint64_t id = store_query(p->st,
 	                          "SELECT sg_mt_outcomes($1::bigint[], $2::int[], $3::int[], "
 	                          "$4::text[], $5::int[], $6::text[], $7::boolean[], $8::text[], "
-	                          "$9::text[], $10::int[], $11::int[])",
+	                          "$9::text[], $10::int[], $11::int[], $12::bigint[], $13::int[], "
+	                          "$14::text[], $15::text[], $16::int[])",
 	                          OUTBATCH_PARAMS, params, out_done_cb, b);
 	for (int i = 0; i < OUTBATCH_PARAMS; i++)
 		strbuf_free(&f[i]);

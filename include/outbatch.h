@@ -1,11 +1,13 @@
 /*
  * outbatch.h — one batch of submit results and delivery receipts on its way
- * to sg_mt_outcomes (sql/012_outcomes.sql, sql/013_fast_outcomes.sql).
+ * to sg_mt_outcomes (sql/012_outcomes.sql, sql/018_fast_in_daemon.sql).
  *
  * The pipeline collects the rows as the links report them, splits off the
  * messages that are not whole yet (outbatch_split) and sends the rest as the
- * eleven array parameters of sg_mt_outcomes (outbatch_params). Pure data: no
- * I/O, no event loop. Allocation failure is fatal.
+ * sixteen array parameters of sg_mt_outcomes (outbatch_params): the messages
+ * whole and delivered in the batch as one row each (written once, final),
+ * the other results and receipts row by row. Pure data: no I/O, no event
+ * loop. Allocation failure is fatal.
  */
 #ifndef SG_OUTBATCH_H
 #define SG_OUTBATCH_H
@@ -16,8 +18,10 @@
 #include "msg.h"
 #include "strbuf.h"
 
-/* sg_mt_outcomes' parameters: 7 result columns, then 4 receipt columns. */
-#define OUTBATCH_PARAMS 11
+/* sg_mt_outcomes' parameters: 7 result columns, 4 receipt columns, then 5
+ * for the messages whole and delivered (id, parts, link, and per part in
+ * order the SMSC id and the receipt's error). */
+#define OUTBATCH_PARAMS 16
 
 struct outbatch;
 
@@ -48,8 +52,14 @@ void outbatch_drop_receipts(struct outbatch *b);
  */
 struct outbatch *outbatch_split(struct outbatch *b, int64_t now_ms, int wait_ms);
 
-/* Writes b's rows as PostgreSQL array literals into p[0..OUTBATCH_PARAMS-1]
- * (initialised here; the caller frees them with strbuf_free). */
+/*
+ * Writes b's rows as PostgreSQL array literals into p[0..OUTBATCH_PARAMS-1]
+ * (initialised here; the caller frees them with strbuf_free). A message
+ * goes in the last five when b holds no refused result of it, an accepted
+ * result for each of its parts (the last one counts) and, for each of
+ * those, a first final receipt that says delivered; its results, and every
+ * receipt for one of them, are then left out of the first eleven.
+ */
 void outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS]);
 
 #endif

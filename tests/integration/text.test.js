@@ -115,6 +115,27 @@ test('a message delivered within one batch keeps its SMSC ids on its row; receip
   assert.equal((await env.sql('SELECT smsc_ids FROM mt_messages WHERE id = $1', [id2]))[0].smsc_ids, null);
 });
 
+// The daemon sends the messages whole and delivered in a batch as one row
+// each (018). One whose row is not as the fast path expects (here a part
+// was recorded already) still gets every segment and receipt, part by part.
+test('sg_mt_outcomes: whole-and-delivered rows are written once; one whose part was recorded already goes part by part', async () => {
+  const ins = "INSERT INTO mt_messages (msisdn, text, kind, state, owner, nparts, parts_ok) VALUES ($1, 'x', 'api', 'submitting', 'sqltest', $2, $3) RETURNING id::int";
+  const [a] = await env.sql(ins, [number('8433'), 0, 0]);
+  const [b] = await env.sql(ins, [number('8433'), 2, 1]);
+  await env.sql("INSERT INTO mt_parts (mt_id, part, link, smsc_id) VALUES ($1, 1, 'sqlt', 'B-1')", [b.id]);
+  const [r] = await env.sql(`SELECT sg_mt_outcomes('{}'::bigint[], '{}'::int[], '{}'::int[], '{}'::text[], '{}'::int[], '{}'::text[], '{}'::boolean[],
+      '{}'::text[], '{}'::text[], '{}'::int[], '{}'::int[],
+      $1::bigint[], '{2,2}'::int[], '{sqlt,sqlt}'::text[], '{A-1,A-2,B-1,B-2}'::text[], '{0,NULL,NULL,7}'::int[]) AS parked`, [[a.id, b.id]]);
+  assert.equal(r.parked, 0);
+  const rows = await env.sql('SELECT id::int, state, parts_ok, parts_delivered, smsc_ids FROM mt_messages WHERE id = ANY($1) ORDER BY id', [[a.id, b.id]]);
+  assert.deepEqual(rows[0], { id: a.id, state: 'delivered', parts_ok: 2, parts_delivered: 2, smsc_ids: ['A-1', 'A-2'] });
+  assert.equal(rows[1].state, 'delivered');
+  assert.equal(rows[1].parts_delivered, 2);
+  assert.equal(rows[1].smsc_ids, null);
+  const p = await env.sql('SELECT part, smsc_id, state, dlr_err FROM mt_parts WHERE mt_id = $1 ORDER BY part', [b.id]);
+  assert.deepEqual(p, [{ part: 1, smsc_id: 'B-1', state: 'delivered', dlr_err: null }, { part: 2, smsc_id: 'B-2', state: 'delivered', dlr_err: 7 }]);
+});
+
 test('the same text on a link with text = fold: one GSM-7 part, every mark removed', async () => {
   const sim = env.sims.fold;
   const n = number('8491');

@@ -2,7 +2,8 @@
  * test_outbatch.c — outbatch.c: which messages wait for the rest of their
  * segments or receipts (incomplete results, missing or non-final receipts,
  * failures, waited long enough, receipts moving with their results, unknown
- * receipts staying), order kept, and the sg_mt_outcomes parameters.
+ * receipts staying), order kept, and the sg_mt_outcomes parameters: the
+ * messages whole and delivered as one row each.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -99,8 +100,10 @@ test_incomplete_messages_wait(void **state)
 	struct outbatch *rest = outbatch_split(b, now, WAIT);
 	assert_non_null(rest);
 	char s[256];
-	assert_string_equal(param(b, 0, s, sizeof s), "{\"8\"}");
-	assert_string_equal(param(b, 8, s, sizeof s), "{\"8-1\",\"99-1\"}");
+	/* 8 stays, whole and delivered: one row (param 11) */
+	assert_string_equal(param(b, 0, s, sizeof s), "{}");
+	assert_string_equal(param(b, 11, s, sizeof s), "{\"8\"}");
+	assert_string_equal(param(b, 8, s, sizeof s), "{\"99-1\"}");
 	/* order kept; the receipts go with their results */
 	assert_string_equal(param(rest, 0, s, sizeof s), "{\"7\",\"7\",\"9\",\"10\"}");
 	assert_string_equal(param(rest, 1, s, sizeof s), "{\"1\",\"2\",\"1\",\"1\"}");
@@ -116,7 +119,9 @@ test_incomplete_messages_wait(void **state)
 	res(rest, 11, 1, 2, 0);
 	struct outbatch *again = outbatch_split(rest, now, WAIT);
 	assert_non_null(again);
-	assert_string_equal(param(rest, 0, s, sizeof s), "{\"7\",\"7\",\"7\"}");
+	assert_string_equal(param(rest, 0, s, sizeof s), "{}");
+	assert_string_equal(param(rest, 11, s, sizeof s), "{\"7\"}");
+	assert_string_equal(param(rest, 14, s, sizeof s), "{\"7-1\",\"7-2\",\"7-3\"}");
 	assert_string_equal(param(again, 0, s, sizeof s), "{\"9\",\"10\",\"11\"}");
 	assert_string_equal(param(again, 8, s, sizeof s), "{\"10-1\"}");
 
@@ -160,16 +165,63 @@ test_params_literals(void **state)
 	dlr(b, 42, 1, MSG_DLR_DELIVERED);
 	dlr(b, 43, 1, MSG_DLR_EXPIRED);
 	char s[256];
+	/* 42 is whole and delivered: one row in the last five, nothing of it in
+	 * the first eleven; 43 was refused: row by row, its receipt too */
 	const char *want[OUTBATCH_PARAMS] = {
-	    "{\"42\",\"43\"}",     "{\"1\",\"1\"}",   "{\"1\",\"1\"}", "{\"L\",\"L\"}",
-	    "{\"0\",\"88\"}",      "{\"42-1\",\"\"}", "{\"f\",\"t\"}", "{\"L\",\"L\"}",
-	    "{\"42-1\",\"43-1\"}", "{\"2\",\"3\"}",   "{\"0\",NULL}",
+	    "{\"43\"}", "{\"1\"}", "{\"1\"}",    "{\"L\"}", "{\"88\"}", "{\"\"}",
+	    "{\"t\"}",  "{\"L\"}", "{\"43-1\"}", "{\"3\"}", "{NULL}",   "{\"42\"}",
+	    "{\"1\"}",  "{\"L\"}", "{\"42-1\"}", "{\"0\"}",
 	};
 	for (int i = 0; i < OUTBATCH_PARAMS; i++)
 		assert_string_equal(param(b, i, s, sizeof s), want[i]);
 	outbatch_drop_receipts(b);
 	assert_int_equal(outbatch_receipts(b), 0);
 	assert_string_equal(param(b, 8, s, sizeof s), "{}");
+	outbatch_free(b);
+}
+
+/* The messages whole and delivered in the batch go as one row each; all
+ * the others, and every receipt not for one of theirs, row by row. */
+static void
+test_whole_delivered_messages_go_as_one_row(void **state)
+{
+	(void)state;
+	struct outbatch *b = outbatch_new();
+	for (int k = 1; k <= 3; k++)
+		res(b, 1, k, 3, 0); /* 1: three parts, all delivered (and an ENROUTE) */
+	res(b, 2, 1, 2, 0);         /* 2: part 2 undeliverable */
+	res(b, 2, 2, 2, 0);
+	res(b, 3, 1, 2, 0); /* 3: no receipt for part 2 */
+	res(b, 3, 2, 2, 0);
+	res(b, 4, 1, 1, 0x58); /* 4: refused, then accepted */
+	res(b, 4, 1, 1, 0);
+	res(b, 5, 2, 2, 0); /* 5: parts out of order */
+	res(b, 5, 1, 2, 0);
+	res(b, 6, 17, 20, 0); /* 6: more parts than a message can have */
+	for (int k = 1; k <= 3; k++)
+		dlr(b, 1, k, MSG_DLR_DELIVERED);
+	dlr(b, 1, 2, MSG_DLR_ENROUTE);
+	dlr(b, 2, 1, MSG_DLR_DELIVERED);
+	dlr(b, 2, 2, MSG_DLR_UNDELIVERABLE);
+	dlr(b, 3, 1, MSG_DLR_DELIVERED);
+	dlr(b, 4, 1, MSG_DLR_DELIVERED);
+	dlr(b, 5, 2, MSG_DLR_DELIVERED);
+	dlr(b, 5, 1, MSG_DLR_DELIVERED);
+	dlr(b, 99, 1, MSG_DLR_DELIVERED); /* for no result here */
+	char s[512];
+	assert_string_equal(param(b, 11, s, sizeof s), "{\"1\",\"5\"}");
+	assert_string_equal(param(b, 12, s, sizeof s), "{\"3\",\"2\"}");
+	assert_string_equal(param(b, 13, s, sizeof s), "{\"L\",\"L\"}");
+	assert_string_equal(param(b, 14, s, sizeof s), "{\"1-1\",\"1-2\",\"1-3\",\"5-1\",\"5-2\"}");
+	assert_string_equal(param(b, 15, s, sizeof s), "{\"0\",\"0\",\"0\",\"0\",\"0\"}");
+	assert_string_equal(param(b, 0, s, sizeof s),
+	                    "{\"2\",\"2\",\"3\",\"3\",\"4\",\"4\",\"6\"}");
+	assert_string_equal(param(b, 4, s, sizeof s),
+	                    "{\"0\",\"0\",\"0\",\"0\",\"88\",\"0\",\"0\"}");
+	assert_string_equal(param(b, 8, s, sizeof s), "{\"2-1\",\"2-2\",\"3-1\",\"4-1\",\"99-1\"}");
+	assert_string_equal(param(b, 9, s, sizeof s), "{\"2\",\"5\",\"2\",\"2\",\"2\"}");
+	/* the receipts still answer their PDUs: all eleven of them */
+	assert_int_equal(outbatch_receipts(b), 11);
 	outbatch_free(b);
 }
 
@@ -206,6 +258,7 @@ main(void)
 	    cmocka_unit_test(test_incomplete_messages_wait),
 	    cmocka_unit_test(test_failed_segment_with_missing_results_waits),
 	    cmocka_unit_test(test_params_literals),
+	    cmocka_unit_test(test_whole_delivered_messages_go_as_one_row),
 	    cmocka_unit_test(test_many_messages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
