@@ -150,7 +150,10 @@ async function scenarioMo(db) {
 
 /* RUNS open-loop runs at D.latRate MO/s: figures NAME_p50, _p99, _max. */
 async function latencyRuns(db, m, name, when) {
-	out(`# MO->reply latency at a fixed offered load of ${D.latRate} MO/s, ${D.latSecs} s per run, ${when}`);
+	out(`# MO->reply latency at a fixed offered load of ${D.latRate} MO/s, ${D.latSecs} s per run after ${D.moWarm / 1000} s of warm-up at that load, ${when}`);
+	/* warm-up, not measured (as for the throughput runs): plans cached, the simulators' code compiled */
+	await openLoopAll(sims, D.moWarm / 1000, D.latRate);
+	await drain(db, `${name} warm-up`);
 	const p50 = [], p99 = [], mx = [];
 	for (let r = 0; r < RUNS; r++) {
 		m.begin();

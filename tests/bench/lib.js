@@ -130,8 +130,11 @@ class Daemon {
 class Sim {
 	constructor(name) { this.name = name; this.n = 0; this.wait = new Map(); }
 	async start(simOpts) {
-		/* BENCH_SIM_NODE_ARGS: node options for the simulators, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" */
-		const execArgv = (process.env.BENCH_SIM_NODE_ARGS || '').split(' ').filter(Boolean);
+		/* a young generation large enough that the simulators' garbage collection
+		 * does not stall them for tens of ms (it showed in the latency figures);
+		 * BENCH_SIM_NODE_ARGS adds node options, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" */
+		const execArgv = ['--max-semi-space-size=64',
+			...(process.env.BENCH_SIM_NODE_ARGS || '').split(' ').filter(Boolean)];
 		this.child = track(fork(path.join(__dirname, 'simproc.js'), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
 		this.pid = this.child.pid;
 		this.child.on('message', (m) => {
