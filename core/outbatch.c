@@ -385,16 +385,19 @@ void
 outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS])
 {
 	char num[32];
-	size_t cap = 16;
-	while (cap < (size_t)b->n_res * 2)
+	/* without receipts no message is delivered: nothing to classify (a
+	 * retried batch carries results only, up to OUT_RETRY_MAX of them) */
+	size_t cap = b->n_dlr > 0 ? 16 : 1;
+	while (b->n_dlr > 0 && cap < (size_t)b->n_res * 2)
 		cap <<= 1;
 	struct fast_msg *msgs = calloc(cap, sizeof *msgs);
-	int *res_msg = malloc((size_t)(b->n_res + 1) * sizeof *res_msg);
-	bool *fast_res = malloc((size_t)(b->n_res + 1) * sizeof *fast_res);
-	bool *skip_dlr = malloc((size_t)(b->n_dlr + 1) * sizeof *skip_dlr);
+	int *res_msg = calloc((size_t)b->n_res + 1, sizeof *res_msg);
+	bool *fast_res = calloc((size_t)b->n_res + 1, sizeof *fast_res);
+	bool *skip_dlr = calloc((size_t)b->n_dlr + 1, sizeof *skip_dlr);
 	if (msgs == NULL || res_msg == NULL || fast_res == NULL || skip_dlr == NULL)
 		fatal("out of memory");
-	classify(b, msgs, cap, res_msg, fast_res, skip_dlr);
+	if (b->n_dlr > 0)
+		classify(b, msgs, cap, res_msg, fast_res, skip_dlr);
 
 	for (int i = 0; i < OUTBATCH_PARAMS; i++) {
 		strbuf_init(&p[i]);

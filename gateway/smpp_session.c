@@ -348,7 +348,7 @@ backoff_ms(struct smpp_session *s)
 	return ms;
 }
 
-/* A detached connection: flush what is queued (a last resp), then free. */
+/* A lingering connection is done (flushed, failed or timed out): freed. */
 static void
 linger_end(struct smpp_session *s, struct bufferevent *bev)
 {
@@ -375,8 +375,9 @@ linger_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /*
- * Lets the connection write what it holds (within 2 s) before it is freed.
- * One that cannot write any more is freed now: after a failed write libevent
+ * A detached connection: lets it write what it holds (a last resp, within
+ * 2 s) before it is freed; at most LINGER_MAX at a time, the oldest freed
+ * first. One that cannot write any more is freed now: after a failed write libevent
  * disables writing, so no callback (not even the timeout) would ever come.
  */
 static void
