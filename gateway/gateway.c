@@ -176,28 +176,35 @@ live_place(struct link *l, struct mt_item *it)
 	l->live[i] = it;
 }
 
-/* Adds it (its serial set); grows the table. 0, or -1 when out of memory. */
+/* Room for one more item in l's table (grown when half full). 0, or -1
+ * when out of memory. */
 static int
+live_reserve(struct link *l)
+{
+	if ((l->nlive + 1) * 2 <= l->live_cap)
+		return 0;
+	size_t cap = l->live_cap ? l->live_cap * 2 : 64;
+	struct mt_item **old = l->live;
+	size_t ocap = l->live_cap;
+	l->live = calloc(cap, sizeof *l->live);
+	if (l->live == NULL) {
+		l->live = old;
+		return -1;
+	}
+	l->live_cap = cap;
+	for (size_t i = 0; i < ocap; i++)
+		if (old[i] != NULL)
+			live_place(l, old[i]);
+	free(old);
+	return 0;
+}
+
+/* Adds it (its serial set) after live_reserve(l) succeeded. */
+static void
 live_put(struct link *l, struct mt_item *it)
 {
-	if ((l->nlive + 1) * 2 > l->live_cap) {
-		size_t cap = l->live_cap ? l->live_cap * 2 : 64;
-		struct mt_item **old = l->live;
-		size_t ocap = l->live_cap;
-		l->live = calloc(cap, sizeof *l->live);
-		if (l->live == NULL) {
-			l->live = old;
-			return -1;
-		}
-		l->live_cap = cap;
-		for (size_t i = 0; i < ocap; i++)
-			if (old[i] != NULL)
-				live_place(l, old[i]);
-		free(old);
-	}
 	live_place(l, it);
 	l->nlive++;
-	return 0;
 }
 
 /* Removes it, shifting back the entries of its probe run. */
@@ -727,10 +734,11 @@ gw_submit(void *arg, const struct msg_mt *mt)
 		fail_async(l, mt);
 		return 0;
 	}
-	if (live_put(l, it) != 0) {
+	if (live_reserve(l) != 0) {
 		free(it);
 		return -1;
 	}
+	live_put(l, it);
 	it->unresolved = it->nparts;
 	it->in_lane = true;
 	ln->v[(ln->head + ln->n) % ln->cap] = it;
@@ -983,20 +991,13 @@ static bool
 item_move(struct mt_item *it, struct link *to)
 {
 	struct lane *dst = &to->lane[it->prio];
-	struct link *from = it->link;
-	uint64_t serial = it->serial;
 
-	if (dst->n == dst->cap)
+	if (dst->n == dst->cap || live_reserve(to) != 0)
 		return false;
-	live_del(from, it);
+	live_del(it->link, it);
 	it->link = to;
 	it->serial = ++to->serial;
-	if (live_put(to, it) != 0) {
-		it->link = from;
-		it->serial = serial;
-		live_put(from, it); /* cannot fail: it was there */
-		return false;
-	}
+	live_put(to, it);
 	dst->v[(dst->head + dst->n) % dst->cap] = it;
 	dst->n++;
 	return true;

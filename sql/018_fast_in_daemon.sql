@@ -93,3 +93,15 @@ BEGIN
     PERFORM sg_mt_results(p_mt, p_part, p_nparts, p_link, p_status, p_smsc, p_temp);
     RETURN sg_dlr_apply(d_link, d_smsc, d_state, d_err); -- receipts parked
 END $$;
+
+-- The 11-argument form (013) is what a daemon of the previous version calls
+-- during an upgrade: its results and receipts now go the general way (correct,
+-- part by part), and the fast path has one implementation, sg_mt_fast.
+CREATE OR REPLACE FUNCTION sg_mt_outcomes(p_mt bigint[], p_part int[], p_nparts int[], p_link text[],
+                               p_status int[], p_smsc text[], p_temp boolean[],
+                               d_link text[], d_smsc text[], d_state int[], d_err int[])
+RETURNS int LANGUAGE sql AS $$
+    SELECT sg_mt_outcomes(p_mt, p_part, p_nparts, p_link, p_status, p_smsc, p_temp,
+                          d_link, d_smsc, d_state, d_err,
+                          '{}'::bigint[], '{}'::int[], '{}'::text[], '{}'::text[], '{}'::int[])
+$$;

@@ -134,6 +134,12 @@ test('sg_mt_outcomes: whole-and-delivered rows are written once; one whose part 
   assert.equal(rows[1].smsc_ids, null);
   const p = await env.sql('SELECT part, smsc_id, state, dlr_err FROM mt_parts WHERE mt_id = $1 ORDER BY part', [b.id]);
   assert.deepEqual(p, [{ part: 1, smsc_id: 'B-1', state: 'delivered', dlr_err: null }, { part: 2, smsc_id: 'B-2', state: 'delivered', dlr_err: 7 }]);
+  // the 11-argument form (a daemon of the previous version) goes part by part
+  const [c] = await env.sql(ins, [number('8433'), 0, 0]);
+  await env.sql(`SELECT sg_mt_outcomes($1::bigint[], '{1}'::int[], '{1}'::int[], '{sqlt}'::text[], '{0}'::int[], '{C-1}'::text[], '{f}'::boolean[],
+      '{sqlt}'::text[], '{C-1}'::text[], '{2}'::int[], '{0}'::int[])`, [[c.id]]);
+  assert.equal((await env.sql('SELECT state FROM mt_messages WHERE id = $1', [c.id]))[0].state, 'delivered');
+  assert.deepEqual(await env.sql('SELECT smsc_id, state FROM mt_parts WHERE mt_id = $1', [c.id]), [{ smsc_id: 'C-1', state: 'delivered' }]);
 });
 
 test('the same text on a link with text = fold: one GSM-7 part, every mark removed', async () => {
