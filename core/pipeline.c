@@ -44,7 +44,7 @@ struct mo_item {
 	bool partial;
 	int n_acks;
 	struct msg_ack *acks;
-	int64_t mo_id; /* stored MOs being recovered */
+	int64_t mo_id; /* its row's id: reserved by sg_mo_prepare, or stored (recovery) */
 };
 
 /* MOs of one number: head in flight, the rest waiting. */
@@ -568,13 +568,18 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 			         log_msisdn(m->from, mb, sizeof mb));
 			if (!fresh)
 				continue;
-			el = json_pack("{s:s}", "msisdn", m->from);
+			el = json_pack("{s:I s:s}", "mo", (json_int_t)m->mo_id, "msisdn", m->from);
 		} else {
 			flow_handle_sms(p->content, &p->fcfg, &rows[r].sub, m->text, now,
 			                pipeline_rand(p), fr);
 			el = flow_to_json(m, m->mo_id, fr, "sms");
 		}
 		if (fresh) {
+			/* sg_mo_commit stores the MO ("in") under the id sg_mo_prepare
+			 * reserved ("mo"); sg_mo_apply then stamps the number's last_mo_at
+			 * ("seen") and leaves the row's state as stored ("fresh") */
+			json_object_set_new(el, "fresh", json_true());
+			json_object_set_new(el, "seen", json_true());
 			json_object_set_new(
 			    el, "in",
 			    json_pack(
@@ -613,20 +618,24 @@ prepare_cb(void *arg, PGresult *res, const char *err)
 	struct mo_batch *b = arg;
 	struct pipeline *p = b->p;
 	p->in_flight--;
-	if (res == NULL || PQntuples(res) != b->n) {
+	/* columns: idx, dup_of, status, is_new, the snapshot from 4, then mo_id (16) */
+	if (res == NULL || PQntuples(res) != b->n || PQnfields(res) < 17) {
 		p->mo_committing--;
-		mo_batch_fail(p, b, res == NULL ? err : "short result");
+		mo_batch_fail(p, b,
+		              res == NULL              ? err
+		              : PQntuples(res) != b->n ? "short result"
+		                                       : "no mo_id column (run skillctl migrate)");
 		mo_batch_flush(p);
 		pipeline_check_stop(p);
 		return;
 	}
-	/* columns: idx, dup_of, status, is_new, then the snapshot from 4 */
 	struct mo_row *rows = calloc((size_t)b->n, sizeof *rows);
 	if (rows == NULL)
 		fatal("out of memory");
 	int r = 0;
 	for (struct mo_item *m = b->head; m; m = m->next, r++) {
 		rows[r].status = PQgetvalue(res, r, 2);
+		m->mo_id = atoll(PQgetvalue(res, r, 16));
 		if (strcmp(rows[r].status, "new") == 0)
 			snapshot_from_row(res, r, 4, m->from, PQgetvalue(res, r, 3)[0] == 't',
 			                  &rows[r].sub);

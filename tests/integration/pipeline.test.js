@@ -211,3 +211,75 @@ test('loop guard: more than loop_max identical exchanges in the window get no re
     await env.stop();
   }
 });
+
+// sg_mo_commit at the SQL level (019): this daemon's elements carry the ids
+// sg_mo_prepare reserved and go to sg_mo_apply as they are; a previous
+// daemon's (no "mo") still commit, the ids drawn there. Either way a looping
+// MO is stored as looping, and only processed MOs get replies.
+test('sg_mo_commit keeps the ids sg_mo_prepare reserved; a previous daemon\'s batch still commits', async () => {
+  const env = await h.start({});
+  try {
+    const el = (n, mo, state) => ({
+      ...(mo ? { mo, fresh: true, seen: true } : {}), msisdn: n,
+      ...(state === 'processed' ? { src: 'sms', state: '', sc: false, lang: '', opt: 0, help: false, join: '', replies: [`hi ${n}`], ev: [], link: 'viettel' } : {}),
+      in: { link: 'viettel', smsc_id: '', dest: '8079', text: 'X', partial: false, state },
+    });
+    const commit = async (els) => env.sql("SELECT * FROM sg_mo_commit($1::jsonb, 'both', 'test')", [JSON.stringify(els)]);
+    const stored = async (n) => env.sql('SELECT id::text, state FROM mo_messages WHERE msisdn = $1 ORDER BY id', [n]);
+    const replies = async (n) => (await env.sql('SELECT count(*)::int AS c FROM mt_messages WHERE msisdn = $1', [n]))[0].c;
+
+    const a = '84913000001', b = '84913000002';
+    const prep = await env.sql("SELECT idx, status, is_new, mo_id::text FROM sg_mo_prepare(ARRAY['viettel','viettel'], ARRAY['',''], ARRAY[$1,$2], ARRAY['X','X'], 0, 10, 60)", [a, b]);
+    assert.deepEqual(prep.map((r) => [r.idx, r.status, r.is_new]), [[1, 'new', true], [2, 'new', true]]);
+    assert.ok(BigInt(prep[1].mo_id) > BigInt(prep[0].mo_id), 'ids increase in batch order');
+    const rows = await commit([el(a, prep[0].mo_id, 'processed'), el(b, prep[1].mo_id, 'looping')]);
+    assert.deepEqual(rows.filter((r) => r.kind === 'mo').map((r) => String(r.mo_id)), [prep[0].mo_id, prep[1].mo_id]);
+    assert.deepEqual(await stored(a), [{ id: prep[0].mo_id, state: 'processed' }]);
+    assert.deepEqual(await stored(b), [{ id: prep[1].mo_id, state: 'looping' }]);
+    assert.equal(await replies(a), 1);
+    assert.equal(await replies(b), 0);
+    const again = await env.sql('SELECT is_new FROM sg_mo_prepare(ARRAY[\'viettel\'], ARRAY[\'\'], ARRAY[$1], ARRAY[\'Y\'], 0, 10, 60)', [a]);
+    assert.equal(again[0].is_new, false, 'a stored number is not new');
+
+    // the previous daemon: no "mo", looping elements only in "in"
+    const c = '84913000003', d = '84913000004';
+    const old = await commit([el(c, null, 'processed'), { msisdn: d, in: el(d, null, 'looping').in }]);
+    assert.equal(old.filter((r) => r.kind === 'mo').length, 2);
+    assert.equal((await stored(c))[0].state, 'processed');
+    assert.equal((await stored(d))[0].state, 'looping');
+    assert.equal(await replies(c), 1);
+    assert.equal(await replies(d), 0);
+    const seen = await env.sql('SELECT count(*)::int AS c FROM subscribers WHERE msisdn = ANY($1) AND last_mo_at IS NOT NULL', [[a, b, c, d]]);
+    assert.equal(seen[0].c, 4, 'last_mo_at stamped for every number');
+  } finally {
+    await env.stop();
+  }
+});
+
+// The heartbeat (019) looks for a dead instance's MTs only when an instance
+// is dead: with none, mt_messages is not read at all.
+test('the instance heartbeat reads no mt_messages when no instance is dead', async () => {
+  const env = await h.start({});
+  try {
+    await env.sql("INSERT INTO mt_messages (msisdn, text, kind, priority, state, owner) SELECT '8491400' || g, 'x', 'api', 1, 'submitting', 'gone' FROM generate_series(1000, 1999) g");
+    await env.sql("INSERT INTO instances (name, heartbeat_at) VALUES ('gone', now())");
+    await env.sql('ANALYZE mt_messages');
+    const beat = async () => {
+      await env.sql('BEGIN');
+      try {
+        const [r] = await env.sql("SELECT sg_instance_beat('probe', 30) AS n");
+        const [t] = await env.sql("SELECT seq_scan + coalesce(idx_scan, 0) AS reads FROM pg_stat_xact_user_tables WHERE relname = 'mt_messages'");
+        return { n: Number(r.n), reads: Number(t.reads) };
+      } finally {
+        await env.sql('COMMIT');
+      }
+    };
+    assert.deepEqual(await beat(), { n: 0, reads: 0 });
+    await env.sql("UPDATE instances SET heartbeat_at = now() - interval '1 hour' WHERE name = 'gone'");
+    const r = await beat();
+    assert.equal(r.n, 1000, 'the dead instance\'s MTs are queued again');
+    assert.equal((await env.sql("SELECT count(*)::int AS c FROM mt_messages WHERE owner = 'gone' AND state = 'queued' AND maybe_duplicate"))[0].c, 1000);
+  } finally {
+    await env.stop();
+  }
+});
