@@ -97,6 +97,8 @@ static const struct cf_key config_table[] = {
       "queries waiting for a connection before new work is refused"),
     G("database", "reconnect_max", CF_INT, db_reconnect_max, "10", 1, 300,
       "seconds, cap of the reconnect backoff"),
+    G("database", "slow_ms", CF_INT, db_slow_ms, "1000", 0, 600000,
+      "log statements whose round trip takes this many ms or more (0: none)"),
     G("database", "mo_temp_error", CF_INT, mo_temp_error, "100", 0, 0x7fffffff,
       "command_status sent when an MO cannot be committed (0x64 ESME_RX_T_APPN)"),
     G("database", "dedupe_window", CF_INT, dedupe_window, "3", 0, 3600,

@@ -192,6 +192,7 @@ linklock_new(struct event_base *base, const struct sg_config *cfg, linklock_cb o
 		ll->links[i].name = cfg->links[i].name;
 	}
 	ll->st = store_new(base, cfg->db_conninfo, 1, CONFIG_MAX_LINKS + 4, cfg->db_reconnect_max);
+	store_set_slow_ms(ll->st, cfg->db_slow_ms);
 	ll->timer = event_new(base, -1, EV_PERSIST, timer_cb, ll);
 	ll->grace = evtimer_new(base, grace_cb, ll);
 	if (ll->timer == NULL || ll->grace == NULL)

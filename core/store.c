@@ -46,6 +46,7 @@ struct store {
 	struct event_base *base;
 	char *conninfo;
 	int npool, queue_max, reconnect_max_ms;
+	int slow_ms; /* store_set_slow_ms() */
 	struct pgconn *conns;
 	struct req *head, *tail;
 	int queued;
@@ -260,7 +261,10 @@ conn_complete(struct pgconn *c)
 	c->last = NULL;
 	c->state = PC_IDLE;
 	st->inflight--;
-	store_record_latency(st, elapsed_ms(&r->sent));
+	double ms = elapsed_ms(&r->sent);
+	store_record_latency(st, ms);
+	if (st->slow_ms > 0 && ms >= st->slow_ms)
+		log_warn("store", "slow statement: %.0f ms, commit included: %.80s", ms, r->sql);
 
 	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
@@ -417,6 +421,12 @@ store_new(struct event_base *base, const char *conninfo, int pool, int queue_max
 		st->conns[i].retry = evtimer_new(base, conn_retry_cb, &st->conns[i]);
 	}
 	return st;
+}
+
+void
+store_set_slow_ms(struct store *st, int ms)
+{
+	st->slow_ms = ms;
 }
 
 void

@@ -242,6 +242,7 @@ daemon_start(struct daemon *d)
 
 	d->store = store_new(d->base, d->cfg.db_conninfo, d->cfg.db_pool, d->cfg.db_queue_max,
 	                     d->cfg.db_reconnect_max);
+	store_set_slow_ms(d->store, d->cfg.db_slow_ms);
 	d->pipe = pipeline_new(d->base, &d->cfg, d->store, gateway_ops(), NULL);
 	d->gw = gateway_new(d->base, &d->cfg, pipeline_core_ops(), d->pipe);
 	pipeline_set_gateway(d->pipe, d->gw);

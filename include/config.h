@@ -88,6 +88,7 @@ struct sg_config {
 	int db_batch_wait_ms; /* longest wait before a partial batch commits */
 	int db_queue_max;     /* pending queries before callers are refused */
 	int db_reconnect_max; /* seconds, backoff cap */
+	int db_slow_ms;       /* statements logged when this slow (0: none) */
 	int mo_temp_error;    /* status sent when an MO cannot be committed */
 	int dedupe_window;    /* seconds: same number + text = duplicate */
 	/* [http] */

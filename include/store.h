@@ -37,6 +37,13 @@ void store_free(struct store *st);
 void store_start(struct store *st);
 
 /*
+ * Logs (warning) every statement whose round trip, from sending it to its
+ * last result, commit included, takes ms or more; 0 (the default) logs none.
+ * Only the statement's text is logged, never its parameters.
+ */
+void store_set_slow_ms(struct store *st, int ms);
+
+/*
  * Queues a statement with text parameters (values may be NULL for SQL NULL).
  * The strings are copied. Returns a request id > 0, or 0 when the store has
  * no live connection or its queue is full (nothing queued, cb not called).

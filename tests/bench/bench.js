@@ -108,7 +108,10 @@ async function openLoopAll(ss, secs, rate) {
 async function drain(db, what, maxMs = 180000) {
 	const t0 = Date.now();
 	for (;;) {
-		const q = await db.db.query("SELECT (SELECT count(*) FROM mo_messages WHERE state = 'received')::int AS mo, (SELECT count(*) FROM mt_messages WHERE state IN ('queued', 'submitting') AND priority = 0)::int AS mt");
+		// each count on its partial index (mo_messages_pending, mt_messages_due,
+		// mt_messages_inflight): with state IN (...) it was a parallel scan of all
+		// of mt_messages, 200-300 ms of both cores between runs
+		const q = await db.db.query("SELECT (SELECT count(*) FROM mo_messages WHERE state = 'received')::int AS mo, ((SELECT count(*) FROM mt_messages WHERE state = 'queued' AND priority = 0) + (SELECT count(*) FROM mt_messages WHERE state = 'submitting' AND priority = 0))::int AS mt");
 		const { mo, mt } = q.rows[0];
 		if (!mo && !mt) {
 			if (Date.now() - t0 > 2000) out(`  (${what}: backlog drained in ${L.fmt((Date.now() - t0) / 1000)} s)`);
@@ -133,9 +136,9 @@ async function scenarioMo(db) {
 	const m = meter(d, sims);
 	/* latency twice: on the fresh database, and right after the throughput runs
 	 * (autovacuum then works through what they left: the harder case) */
-	if (!LAT_ONLY) await latencyRuns(db, m, 'mo_reply_latency_fresh', 'on a fresh database');
+	if (!LAT_ONLY) await latencyRuns(db, d, m, 'mo_reply_latency_fresh', 'on a fresh database');
 	if (!LAT_ONLY) figure('mo_reply_throughput', await closedRuns(db, m, 'mo_reply_throughput', 'MO'), 'msg/s', '>= 7500, >= Kannel, aim 15000');
-	await latencyRuns(db, m, 'mo_reply_latency', LAT_ONLY ? 'on a fresh database' : 'right after the throughput runs');
+	await latencyRuns(db, d, m, 'mo_reply_latency', LAT_ONLY ? 'on a fresh database' : 'right after the throughput runs');
 	const lost = await db.db.query("SELECT count(*)::int AS n FROM mo_messages WHERE state = 'received'");
 	if (lost.rows[0].n) note(`${lost.rows[0].n} MO still 'received' after the MO runs`);
 	/* what one MO costs downstream: the replies and their segments (each one a submit_sm and a receipt) */
@@ -149,7 +152,7 @@ async function scenarioMo(db) {
 }
 
 /* RUNS open-loop runs at D.latRate MO/s: figures NAME_p50, _p99, _max. */
-async function latencyRuns(db, m, name, when) {
+async function latencyRuns(db, d, m, name, when) {
 	out(`# MO->reply latency at a fixed offered load of ${D.latRate} MO/s, ${D.latSecs} s per run after ${D.moWarm / 1000} s of warm-up at that load, ${when}`);
 	/* warm-up, not measured (as for the throughput runs): plans cached, the simulators' code compiled */
 	await openLoopAll(sims, D.moWarm / 1000, D.latRate);
@@ -157,8 +160,10 @@ async function latencyRuns(db, m, name, when) {
 	const p50 = [], p99 = [], mx = [];
 	for (let r = 0; r < RUNS; r++) {
 		m.begin();
+		const slow0 = d.slow;
 		const rs = await openLoopAll(sims, D.latSecs, D.latRate);
 		const c = m.end();
+		const slow = d.slow - slow0;
 		const sent = rs.reduce((a, x) => a + x.sent, 0);
 		const ans = rs.reduce((a, x) => a + x.answered, 0);
 		const worst = (k) => (ans ? Math.max(...rs.filter((x) => x.answered).map((x) => x[k])) : null);
@@ -167,7 +172,7 @@ async function latencyRuns(db, m, name, when) {
 		mx.push(worst('max'));
 		if (ans < sent * 0.99) note(`${name} run ${r + 1}: only ${ans} of ${sent} MO answered within 10 s: the daemon does not sustain ${D.latRate} MO/s`);
 		const loop = (k) => L.fmt(Math.max(...rs.map((x) => x[k] || 0)));
-		out(`  run ${r + 1}: offered ${Math.round(rs.reduce((a, x) => a + x.offered, 0))} MO/s, ${ans}/${sent} answered, p50 ${L.fmt(p50[r])} p99 ${L.fmt(p99[r])} max ${L.fmt(mx[r])} ms (simulator event-loop delay p99 ${loop('loopP99')} max ${loop('loopMax')} ms)`);
+		out(`  run ${r + 1}: offered ${Math.round(rs.reduce((a, x) => a + x.offered, 0))} MO/s, ${ans}/${sent} answered, p50 ${L.fmt(p50[r])} p99 ${L.fmt(p99[r])} max ${L.fmt(mx[r])} ms (simulator event-loop delay p99 ${loop('loopP99')} max ${loop('loopMax')} ms; daemon statements of 80 ms or more: ${slow})`);
 		if (r === 0) cpuLine(name, c);
 		await drain(db, `${name} run ${r + 1}`);
 	}
@@ -456,6 +461,8 @@ async function main() {
 	const sha = await gitSha(); /* the commit measured: read before the runs, not after */
 	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, PostgreSQL synchronous_commit=on fsync=on max_wal_size=4GB checkpoint_timeout=15min`);
 	out(`bench config: dedupe_window = 0 (residents answer "A" twice within seconds), link window ${process.env.BENCH_WINDOW || 100}, rate 0 unless stated, no quiet hours, no daily cap, log_level info`);
+	const vm = (k) => { try { return require('node:fs').readFileSync(`/proc/sys/vm/${k}`, 'utf8').trim(); } catch { return '?'; } };
+	out(`host writeback: vm.dirty_background_ratio ${vm('dirty_background_ratio')}, dirty_background_bytes ${vm('dirty_background_bytes')}, dirty_expire_centisecs ${vm('dirty_expire_centisecs')} (see README, Benchmarks: stalls after the throughput runs)`);
 	sims = await startSims(NSIMS);
 	try {
 		const db = await L.createDb('bench_sg');

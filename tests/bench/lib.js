@@ -82,7 +82,7 @@ async function createDb(name) {
 function daemonConf(file, conninfo, links, extra = {}) {
 	const sections = {
 		gateway: { log_level: 'info', shutdown_timeout: 5, link_lock: process.env.BENCH_LINK_LOCK || 'yes' },
-		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: Number(process.env.BENCH_BATCH_WAIT_MS || 2), dedupe_window: 0, ...(extra.database || {}) },
+		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: Number(process.env.BENCH_BATCH_WAIT_MS || 2), dedupe_window: 0, slow_ms: 80, ...(extra.database || {}) },
 		http: { listen: process.env.BENCH_HTTP || '' },
 		campaign: { quiet_hours: '', daily_cap: 0 }, /* runs re-use numbers: no per-number daily cap */
 		content: { dir: path.join(ROOT, 'config/content'), ...(extra.content || {}) },
@@ -105,7 +105,12 @@ class Daemon {
 		this.child = track(spawn(path.join(BIN, 'skillgated'), ['-f', '-c', this.conf], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] }));
 		this.pid = this.child.pid;
 		this.exitP = new Promise((r) => this.child.on('exit', (code, sig) => { this.exited = { code, sig }; r(this.exited); }));
-		this.child.stderr.on('data', (b) => { if (this.log.length < 1 << 20) this.log += b.toString(); });
+		this.slow = 0; // statements of 80 ms or more ([database] slow_ms), counted as logged
+		this.child.stderr.on('data', (b) => {
+			const s = b.toString();
+			this.slow += (s.match(/slow statement/g) || []).length;
+			if (this.log.length < 1 << 20) this.log += s;
+		});
 		const t = Date.now();
 		while (!this.exited && !/store: connection \d+ up/.test(this.log)) {
 			if (Date.now() - t > 20000) throw new Error(`skillgated did not reach PostgreSQL:\n${this.log}`);

@@ -91,6 +91,27 @@ test('phone numbers are masked in the log', async () => {
   assert.ok(!env.log().includes('84912340003'), 'the full number never appears');
 });
 
+// [database] slow_ms: a statement whose round trip reaches it is logged with
+// its duration and its text, never its parameters. The heartbeat is held up
+// on purpose by a lock on its row.
+test('a slow statement is logged with its time and text, without its parameters', async () => {
+  const e = await h.start({ conf: { database: { slow_ms: 300 }, gateway: { link_lock_interval: 1 } } });
+  try {
+    await e.waitFor(async () => (await e.sql('SELECT count(*)::int AS c FROM instances'))[0].c > 0, 10000, 'a heartbeat');
+    await e.sql('BEGIN');
+    await e.sql('SELECT * FROM instances FOR UPDATE');
+    await new Promise((r) => setTimeout(r, 1500));
+    await e.sql('COMMIT');
+    await e.waitFor(() => /slow statement: \d+ ms, commit included: SELECT sg_instance_beat\(\$1, \$2::int\)/.test(e.log()), 5000, 'the slow heartbeat logged');
+    const ms = Number(e.log().match(/slow statement: (\d+) ms/)[1]);
+    assert.ok(ms >= 300, `logged ${ms} ms`);
+    const [name] = await e.sql('SELECT name FROM instances');
+    assert.ok(!e.log().split('\n').filter((l) => l.includes('slow statement')).some((l) => l.includes(name.name)), 'parameters are not logged');
+  } finally {
+    await e.stop();
+  }
+});
+
 test('SIGTERM stops the daemon cleanly within 5 s with an unbind', async () => {
   const unbinds = env.sim.counters.unbinds || 0;
   const t0 = Date.now();
