@@ -82,7 +82,8 @@ END $$;
 -- As in 017; elements carrying "mo" (this version's daemon: ids from
 -- sg_mo_prepare, "fresh" and "seen" set, looping MOs included) go to
 -- sg_mo_apply as they are. Without "mo" (the previous version's daemon,
--- during an upgrade) the ids are drawn here and the elements rebuilt, as in 017.
+-- during an upgrade) the ids are drawn here and written into the elements
+-- with "fresh" and "seen", as this version's daemon does.
 CREATE OR REPLACE FUNCTION sg_mo_commit(p jsonb, p_rule text, p_owner text)
 RETURNS TABLE (kind text, ord int, mo_id bigint, mt_id bigint, msisdn text, text text,
                link text, ussd_session text, ussd_end boolean)
@@ -104,17 +105,12 @@ BEGIN
                         FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord) ORDER BY x.ord);
         v_apply := p;
     ELSE
-        UPDATE subscribers s SET last_mo_at = now()
-          FROM (SELECT x.e->>'msisdn' AS msisdn FROM jsonb_array_elements(p) AS x(e)
-                 GROUP BY 1 HAVING NOT bool_or(x.e->'in'->>'state' = 'processed') ORDER BY 1) u
-         WHERE s.msisdn = u.msisdn;
         v_id := ARRAY(SELECT nextval('mo_messages_id_seq'::regclass)
                         FROM generate_series(1, jsonb_array_length(p)));
-        SELECT jsonb_agg((x.e - 'in') || jsonb_build_object('mo', v_id[x.ord], 'fresh', true,
-                                                            'seen', true) ORDER BY x.ord)
+        SELECT jsonb_agg(x.e || jsonb_build_object('mo', v_id[x.ord], 'fresh', true, 'seen', true)
+                         ORDER BY x.ord)
           INTO v_apply
-          FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord)
-         WHERE x.e->'in'->>'state' = 'processed';
+          FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord);
     END IF;
 
     INSERT INTO mo_messages (id, link, smsc_id, msisdn, dest, text, partial, state,
