@@ -79,57 +79,46 @@ BEGIN
          ORDER BY s.idx;
 END $$;
 
--- As in 017; elements carrying "mo" (this version's daemon: ids from
--- sg_mo_prepare, "fresh" and "seen" set, looping MOs included) go to
--- sg_mo_apply as they are. Without "mo" (the previous version's daemon,
--- during an upgrade) the ids are drawn here and written into the elements
--- with "fresh" and "seen", as this version's daemon does.
+-- As in 017, for elements in this version's daemon's form: each carries its
+-- MO's id ("mo", reserved by sg_mo_prepare), "fresh" and "seen", looping MOs
+-- included, and goes to sg_mo_apply as it is. A batch of the previous
+-- version's daemon (no "mo"; during an upgrade) is first put in that form:
+-- ids drawn here, in batch order.
 CREATE OR REPLACE FUNCTION sg_mo_commit(p jsonb, p_rule text, p_owner text)
 RETURNS TABLE (kind text, ord int, mo_id bigint, mt_id bigint, msisdn text, text text,
                link text, ussd_session text, ussd_end boolean)
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_id bigint[];
-    v_apply jsonb;
 BEGIN
     IF p IS NULL OR jsonb_typeof(p) <> 'array' OR jsonb_array_length(p) = 0 THEN
         RETURN;
+    END IF;
+    IF NOT p->0 ? 'mo' THEN
+        SELECT jsonb_agg(x.e || jsonb_build_object('mo', x.id, 'fresh', true, 'seen', true)
+                         ORDER BY x.ord)
+          INTO p
+          FROM (SELECT y.e, y.ord, nextval('mo_messages_id_seq'::regclass) AS id
+                  FROM jsonb_array_elements(p) WITH ORDINALITY AS y(e, ord) ORDER BY y.ord) x;
     END IF;
     -- numbers seen for the first time (the others' last_mo_at: sg_mo_apply, "seen")
     INSERT INTO subscribers AS s (msisdn, last_mo_at)
     SELECT DISTINCT x.e->>'msisdn', now() FROM jsonb_array_elements(p) AS x(e) ORDER BY 1
     ON CONFLICT ON CONSTRAINT subscribers_pkey DO NOTHING;
 
-    IF p->0 ? 'mo' THEN
-        v_id := ARRAY(SELECT (x.e->>'mo')::bigint
-                        FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord) ORDER BY x.ord);
-        v_apply := p;
-    ELSE
-        v_id := ARRAY(SELECT nextval('mo_messages_id_seq'::regclass)
-                        FROM generate_series(1, jsonb_array_length(p)));
-        SELECT jsonb_agg(x.e || jsonb_build_object('mo', v_id[x.ord], 'fresh', true, 'seen', true)
-                         ORDER BY x.ord)
-          INTO v_apply
-          FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord);
-    END IF;
-
     INSERT INTO mo_messages (id, link, smsc_id, msisdn, dest, text, partial, state,
                              received_at, processed_at)
-    SELECT v_id[x.ord], x.e->'in'->>'link', coalesce(x.e->'in'->>'smsc_id', ''), x.e->>'msisdn',
-           coalesce(x.e->'in'->>'dest', ''), x.e->'in'->>'text',
+    SELECT (x.e->>'mo')::bigint, x.e->'in'->>'link', coalesce(x.e->'in'->>'smsc_id', ''),
+           x.e->>'msisdn', coalesce(x.e->'in'->>'dest', ''), x.e->'in'->>'text',
            coalesce((x.e->'in'->>'partial')::boolean, false), x.e->'in'->>'state',
            clock_timestamp(), CASE WHEN x.e->'in'->>'state' = 'processed' THEN now() END
       FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord)
      ORDER BY x.ord;
 
-    RETURN QUERY SELECT 'mo'::text, o::int, v_id[o], NULL::bigint, NULL::text, NULL::text,
-                        NULL::text, NULL::text, NULL::boolean
-                   FROM generate_series(1, cardinality(v_id)) o;
-    IF v_apply IS NOT NULL THEN
-        RETURN QUERY SELECT 'mt'::text, NULL::int, a.mo_id, a.mt_id, a.msisdn, a.text, a.link,
-                            a.ussd_session, a.ussd_end
-                       FROM sg_mo_apply(v_apply, p_rule, p_owner) a;
-    END IF;
+    RETURN QUERY SELECT 'mo'::text, x.ord::int, (x.e->>'mo')::bigint, NULL::bigint, NULL::text,
+                        NULL::text, NULL::text, NULL::text, NULL::boolean
+                   FROM jsonb_array_elements(p) WITH ORDINALITY AS x(e, ord) ORDER BY x.ord;
+    RETURN QUERY SELECT 'mt'::text, NULL::int, a.mo_id, a.mt_id, a.msisdn, a.text, a.link,
+                        a.ussd_session, a.ussd_end
+                   FROM sg_mo_apply(p, p_rule, p_owner) a;
 END $$;
 
 ALTER FUNCTION sg_mo_commit(jsonb, text, text)

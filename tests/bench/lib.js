@@ -106,9 +106,12 @@ class Daemon {
 		this.pid = this.child.pid;
 		this.exitP = new Promise((r) => this.child.on('exit', (code, sig) => { this.exited = { code, sig }; r(this.exited); }));
 		this.slow = 0; // statements of 80 ms or more ([database] slow_ms), counted as logged
+		let partial = ''; // a line split across two reads is counted when whole
 		this.child.stderr.on('data', (b) => {
 			const s = b.toString();
-			this.slow += (s.match(/slow statement/g) || []).length;
+			const lines = (partial + s).split('\n');
+			partial = lines.pop();
+			this.slow += lines.filter((l) => l.includes('slow statement')).length;
 			if (this.log.length < 1 << 20) this.log += s;
 		});
 		const t = Date.now();
