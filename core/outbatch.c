@@ -384,7 +384,6 @@ classify(const struct outbatch *b, struct fast_msg *msgs, size_t cap, int *res_m
 void
 outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS])
 {
-	char num[32];
 	/* without receipts no message is delivered: nothing to classify (a
 	 * retried batch carries results only, up to OUT_RETRY_MAX of them) */
 	size_t cap = b->n_dlr > 0 ? 16 : 1;
@@ -410,29 +409,24 @@ outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS])
 			if (m->emitted)
 				continue;
 			m->emitted = true; /* the message, its parts in order */
-			snprintf(num, sizeof num, "%lld", (long long)m->mt);
-			strbuf_pgarr_elem(&p[P_FMT], num);
-			snprintf(num, sizeof num, "%d", m->nparts);
-			strbuf_pgarr_elem(&p[P_FNPARTS], num);
+			strbuf_pgarr_int(&p[P_FMT], m->mt);
+			strbuf_pgarr_int(&p[P_FNPARTS], m->nparts);
 			strbuf_pgarr_elem(&p[P_FLINK], b->res[m->last[0] - 1].r.link);
 			for (int k = 0; k < m->nparts; k++) {
 				const struct msg_dlr *d = &b->dlr[m->dlr[k] - 1];
 				strbuf_pgarr_elem(&p[P_FSMSC], b->res[m->last[k] - 1].r.smsc_id);
 				if (d->err >= 0)
-					snprintf(num, sizeof num, "%d", d->err);
-				strbuf_pgarr_elem(&p[P_FERR], d->err >= 0 ? num : NULL);
+					strbuf_pgarr_int(&p[P_FERR], d->err);
+				else
+					strbuf_pgarr_elem(&p[P_FERR], NULL);
 			}
 			continue;
 		}
-		snprintf(num, sizeof num, "%lld", (long long)r->mt_id);
-		strbuf_pgarr_elem(&p[P_MT], num);
-		snprintf(num, sizeof num, "%d", r->part);
-		strbuf_pgarr_elem(&p[P_PART], num);
-		snprintf(num, sizeof num, "%d", r->nparts);
-		strbuf_pgarr_elem(&p[P_NPARTS], num);
+		strbuf_pgarr_int(&p[P_MT], r->mt_id);
+		strbuf_pgarr_int(&p[P_PART], r->part);
+		strbuf_pgarr_int(&p[P_NPARTS], r->nparts);
 		strbuf_pgarr_elem(&p[P_LINK], r->link);
-		snprintf(num, sizeof num, "%d", (int)r->status);
-		strbuf_pgarr_elem(&p[P_STATUS], num);
+		strbuf_pgarr_int(&p[P_STATUS], (int)r->status);
 		strbuf_pgarr_elem(&p[P_SMSC], r->smsc_id);
 		strbuf_pgarr_elem(&p[P_TEMP], r->status != 0 && r->temporary ? "t" : "f");
 	}
@@ -442,11 +436,11 @@ outbatch_params(const struct outbatch *b, struct strbuf p[OUTBATCH_PARAMS])
 			continue;
 		strbuf_pgarr_elem(&p[P_DLINK], d->link);
 		strbuf_pgarr_elem(&p[P_DSMSC], d->smsc_id);
-		snprintf(num, sizeof num, "%d", (int)d->state);
-		strbuf_pgarr_elem(&p[P_DSTATE], num);
+		strbuf_pgarr_int(&p[P_DSTATE], (int)d->state);
 		if (d->err >= 0)
-			snprintf(num, sizeof num, "%d", d->err);
-		strbuf_pgarr_elem(&p[P_DERR], d->err >= 0 ? num : NULL);
+			strbuf_pgarr_int(&p[P_DERR], d->err);
+		else
+			strbuf_pgarr_elem(&p[P_DERR], NULL);
 	}
 	for (int i = 0; i < OUTBATCH_PARAMS; i++)
 		strbuf_pgarr_end(&p[i]);

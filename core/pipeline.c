@@ -12,7 +12,6 @@
 #include "pipeline.h"
 
 #include <event2/event.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +95,7 @@ struct pipeline {
 	struct flow_cfg fcfg;
 	char owner[64];
 	uint32_t rng;
+	struct strbuf batch_json; /* the MO batch being written, reused */
 
 	struct busy *busy[BUSY_BUCKETS];
 	struct mo_batch *open_mo; /* collecting */
@@ -397,25 +397,54 @@ snapshot_from_row(PGresult *res, int r, int off, const char *msisdn, bool is_new
 		s->quiz_passed[i] = passed[i] == 1;
 }
 
-/* What the flow engine decided for one MO, as an element of sg_mo_apply's input. */
-static json_t *
-flow_to_json(const struct mo_item *m, int64_t mo_id, const struct flow_result *fr, const char *src)
+/* What the flow engine decided for one MO, as the keys of an element of sg_mo_apply's input. */
+static void
+flow_to_json(struct strbuf *b, const struct mo_item *m, const struct flow_result *fr,
+             const char *src)
 {
-	json_t *replies = json_array(), *ev = json_array();
+	strbuf_json_key(b, "mo");
+	strbuf_json_int(b, m->mo_id);
+	strbuf_json_key(b, "msisdn");
+	strbuf_json_str(b, m->from);
+	strbuf_json_key(b, "src");
+	strbuf_json_str(b, src);
+	strbuf_json_key(b, "dest");
+	strbuf_json_str(b, m->to);
+	strbuf_json_key(b, "state");
+	strbuf_json_str(b, fr->state);
+	strbuf_json_key(b, "sc");
+	strbuf_json_bool(b, fr->state_changed);
+	strbuf_json_key(b, "lang");
+	strbuf_json_str(b, fr->lang);
+	strbuf_json_key(b, "opt");
+	strbuf_json_int(b, fr->opt);
+	strbuf_json_key(b, "help");
+	strbuf_json_bool(b, fr->help_sent);
+	strbuf_json_key(b, "join");
+	strbuf_json_str(b, fr->join_code);
+	strbuf_json_key(b, "rok");
+	strbuf_json_str(b, fr->reply_join_ok);
+	strbuf_json_key(b, "runk");
+	strbuf_json_str(b, fr->reply_join_unknown);
+	strbuf_json_key(b, "replies");
+	strbuf_json_open(b, '[');
 	for (int i = 0; i < fr->n_replies; i++)
-		json_array_append_new(replies, json_string(fr->reply[i]));
+		strbuf_json_str(b, fr->reply[i]);
+	strbuf_json_close(b, ']');
+	strbuf_json_key(b, "ev");
+	strbuf_json_open(b, '[');
 	for (int i = 0; i < fr->n_events; i++) {
 		const struct flow_event *e = &fr->events[i];
-		json_array_append_new(ev, json_pack("[i s i b]", e->skill,
-		                                    e->kind == FLOW_EV_SELF ? "self" : "quiz",
-		                                    e->value, e->passed));
+		strbuf_json_open(b, '[');
+		strbuf_json_int(b, e->skill);
+		strbuf_json_str(b, e->kind == FLOW_EV_SELF ? "self" : "quiz");
+		strbuf_json_int(b, e->value);
+		strbuf_json_bool(b, e->passed);
+		strbuf_json_close(b, ']');
 	}
-	return json_pack("{s:I s:s s:s s:s s:s s:b s:s s:i s:b s:s s:s s:s s:o s:o s:s}", "mo",
-	                 (json_int_t)mo_id, "msisdn", m->from, "src", src, "dest", m->to, "state",
-	                 fr->state, "sc", fr->state_changed, "lang", fr->lang, "opt", fr->opt,
-	                 "help", fr->help_sent, "join", fr->join_code, "rok", fr->reply_join_ok,
-	                 "runk", fr->reply_join_unknown, "replies", replies, "ev", ev, "link",
-	                 m->link);
+	strbuf_json_close(b, ']');
+	strbuf_json_key(b, "link");
+	strbuf_json_str(b, m->link);
 }
 
 struct apply_ctx {
@@ -547,66 +576,81 @@ static void
 mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *rows, bool fresh)
 {
 	struct apply_ctx *a = calloc(1, sizeof *a);
-	json_t *arr = json_array();
 	struct flow_result *fr = malloc(sizeof *fr);
-	if (a == NULL || fr == NULL || arr == NULL)
+	struct strbuf *b = &p->batch_json;
+	if (a == NULL || fr == NULL)
 		fatal("out of memory");
 	a->p = p;
 	a->items = items;
 	int64_t now = pipeline_now();
 	int r = 0;
+	strbuf_reset(b);
+	strbuf_json_open(b, '[');
 	for (struct mo_item *m = items; m; m = m->next, r++) {
-		json_t *el = NULL;
 		if (strcmp(rows[r].status, "duplicate") == 0) {
 			p->stats.mo_duplicates++;
 			continue;
 		}
-		if (strcmp(rows[r].status, "looping") == 0) {
+		bool looping = strcmp(rows[r].status, "looping") == 0;
+		if (looping) {
 			char mb[32];
 			p->stats.mo_looping++;
 			log_warn("pipeline", "loop guard: no reply to %s (same text too often)",
 			         log_msisdn(m->from, mb, sizeof mb));
 			if (!fresh)
 				continue;
-			el = json_pack("{s:I s:s}", "mo", (json_int_t)m->mo_id, "msisdn", m->from);
+			strbuf_json_open(b, '{');
+			strbuf_json_key(b, "mo");
+			strbuf_json_int(b, m->mo_id);
+			strbuf_json_key(b, "msisdn");
+			strbuf_json_str(b, m->from);
 		} else {
 			flow_handle_sms(p->content, &p->fcfg, &rows[r].sub, m->text, now,
 			                pipeline_rand(p), fr);
-			el = flow_to_json(m, m->mo_id, fr, "sms");
+			strbuf_json_open(b, '{');
+			flow_to_json(b, m, fr, "sms");
 		}
 		if (fresh) {
 			/* sg_mo_commit stores the MO ("in") under the id sg_mo_prepare
 			 * reserved ("mo"); sg_mo_apply then stamps the number's last_mo_at
 			 * ("seen") and leaves the row's state as stored ("fresh") */
-			json_object_set_new(el, "fresh", json_true());
-			json_object_set_new(el, "seen", json_true());
-			json_object_set_new(
-			    el, "in",
-			    json_pack(
-			        "{s:s s:s s:s s:s s:b s:s}", "link", m->link, "smsc_id", m->smsc_id,
-			        "dest", m->to, "text", m->text, "partial", m->partial, "state",
-			        strcmp(rows[r].status, "looping") == 0 ? "looping" : "processed"));
+			strbuf_json_key(b, "fresh");
+			strbuf_json_bool(b, true);
+			strbuf_json_key(b, "seen");
+			strbuf_json_bool(b, true);
+			strbuf_json_key(b, "in");
+			strbuf_json_open(b, '{');
+			strbuf_json_key(b, "link");
+			strbuf_json_str(b, m->link);
+			strbuf_json_key(b, "smsc_id");
+			strbuf_json_str(b, m->smsc_id);
+			strbuf_json_key(b, "dest");
+			strbuf_json_str(b, m->to);
+			strbuf_json_key(b, "text");
+			strbuf_json_str(b, m->text);
+			strbuf_json_key(b, "partial");
+			strbuf_json_bool(b, m->partial);
+			strbuf_json_key(b, "state");
+			strbuf_json_str(b, looping ? "looping" : "processed");
+			strbuf_json_close(b, '}');
 			a->n++;
 		}
-		json_array_append_new(arr, el);
+		strbuf_json_close(b, '}');
 	}
+	strbuf_json_close(b, ']');
 	free(fr);
 	if (fresh && a->n == 0) { /* only duplicates: their originals are stored */
-		json_decref(arr);
 		p->in_flight++;
 		commit_cb(a, NULL, NULL);
 		return;
 	}
-	char *js = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
 	const char *rule = flow_rule_name(p->fcfg.rule);
-	const char *params[] = {js, rule, p->owner};
+	const char *params[] = {b->s, rule, p->owner};
 	p->in_flight++;
 	uint64_t id = fresh ? store_query(p->st, "SELECT * FROM sg_mo_commit($1::jsonb, $2, $3)", 3,
 	                                  params, commit_cb, a)
 	                    : store_query(p->st, "SELECT * FROM sg_mo_apply($1::jsonb, $2, $3)", 3,
 	                                  params, apply_cb, a);
-	free(js);
 	if (id == 0)
 		(fresh ? commit_cb : apply_cb)(a, NULL, "store refused");
 }
@@ -1393,6 +1437,7 @@ pipeline_free(struct pipeline *p)
 {
 	if (p == NULL)
 		return;
+	strbuf_free(&p->batch_json);
 	event_free(p->mo_timer);
 	event_free(p->pump_timer);
 	event_free(p->sweep_timer);

@@ -5,6 +5,7 @@
 #ifndef SG_STRBUF_H
 #define SG_STRBUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct strbuf {
@@ -27,6 +28,25 @@ void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format
  */
 void strbuf_pgarr_begin(struct strbuf *b);
 void strbuf_pgarr_elem(struct strbuf *b, const char *s);
+void strbuf_pgarr_int(struct strbuf *b, long long v); /* unquoted */
 void strbuf_pgarr_end(struct strbuf *b);
+
+/* v in decimal (no printf: this runs per array element and per MO). */
+void strbuf_int(struct strbuf *b, long long v);
+
+/*
+ * JSON, written straight into the buffer (no tree, no allocation per value).
+ * Each value and each key is preceded by a comma unless it opens the
+ * buffer, follows '{', '[' or a key. strbuf_json_str escapes '"', '\\' and
+ * control characters and replaces each byte that is not part of valid UTF-8
+ * (overlong forms, surrogates, past U+10FFFF) by U+FFFD, so PostgreSQL's
+ * jsonb input always accepts the result (NULL is written as null).
+ */
+void strbuf_json_open(struct strbuf *b, char c); /* '{' or '[' */
+void strbuf_json_close(struct strbuf *b, char c);
+void strbuf_json_key(struct strbuf *b, const char *key);
+void strbuf_json_str(struct strbuf *b, const char *s);
+void strbuf_json_int(struct strbuf *b, long long v);
+void strbuf_json_bool(struct strbuf *b, bool v);
 
 #endif

@@ -280,6 +280,75 @@ test_submit_roundtrip(void **state)
 	assert_int_equal(smpp_codec_selfcheck(b, (size_t)n), 0);
 }
 
+/*
+ * submit_sm is written by hand: these are the bytes smpp34_pack() wrote for
+ * the same fields (TLVs in its order, last added first). Every shorter
+ * buffer is refused.
+ */
+static void
+test_submit_bytes(void **state)
+{
+	uint8_t b[SMPP_OUT_MAX], udh[] = {5, 0, 3, 7, 2, 1, 'h', 'i'},
+	                         pl[] = {'p', 'q', 'r', 's', 't'};
+	static const uint8_t want_a[] = {
+	    0x00, 0x00, 0x00, 0x4c, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0x0b, 0x55, 0x53, 0x53, 0x44, 0x00, 0x03, 0x00, 0x38, 0x30, 0x37,
+	    0x39, 0x00, 0x01, 0x01, 0x38, 0x34, 0x39, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36,
+	    0x37, 0x38, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x08, 0x00, 0x08,
+	    0x05, 0x00, 0x03, 0x07, 0x02, 0x01, 0x68, 0x69, 0x02, 0x0f, 0x00, 0x01, 0x01,
+	    0x02, 0x0e, 0x00, 0x01, 0x02, 0x02, 0x0c, 0x00, 0x02, 0x12, 0x34};
+	static const uint8_t want_b[] = {
+	    0x00, 0x00, 0x00, 0x4a, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x7f,
+	    0xff, 0xff, 0xff, 0x00, 0x00, 0x09, 0x38, 0x30, 0x37, 0x39, 0x00, 0x00, 0x00,
+	    0x38, 0x34, 0x39, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x00, 0x00,
+	    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x02, 0x04, 0x00, 0x02,
+	    0xbe, 0xef, 0x13, 0x83, 0x00, 0x02, 0x25, 0x01, 0x05, 0x01, 0x00, 0x01, 0x02,
+	    0x04, 0x24, 0x00, 0x05, 0x70, 0x71, 0x72, 0x73, 0x74};
+	static const uint8_t want_c[] = {0x00, 0x00, 0x00, 0x22, 0x00, 0x00, 0x00, 0x04, 0x00,
+	                                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+	                                 0x00, 0x00, 0x00, 0x00, 0x31, 0x00, 0x00, 0x00, 0x00,
+	                                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+	struct smpp_submit a = {.service_type = "USSD",
+	                        .src_ton = 3,
+	                        .src = "8079",
+	                        .dst_ton = 1,
+	                        .dst_npi = 1,
+	                        .dst = "84912345678",
+	                        .esm_class = 0x40,
+	                        .registered_delivery = 1,
+	                        .data_coding = 8,
+	                        .sm = udh,
+	                        .sm_len = sizeof udh,
+	                        .sar = true,
+	                        .sar_ref = 0x1234,
+	                        .sar_total = 2,
+	                        .sar_seq = 1};
+	struct smpp_submit pb = {.src = "8079",
+	                         .src_npi = 9,
+	                         .dst = "84912345678",
+	                         .data_coding = 8,
+	                         .payload = pl,
+	                         .payload_len = sizeof pl,
+	                         .has_ussd_op = true,
+	                         .ussd_op = 2,
+	                         .has_its_session = true,
+	                         .its_session = 0x2501,
+	                         .has_umr = true,
+	                         .umr = 0xBEEF};
+	struct smpp_submit c = {.src = "", .dst = "1"};
+
+	assert_int_equal(smpp_codec_encode_submit(b, sizeof b, 11, &a), sizeof want_a);
+	assert_memory_equal(b, want_a, sizeof want_a);
+	assert_int_equal(smpp_codec_encode_submit(b, sizeof b, 0x7fffffff, &pb), sizeof want_b);
+	assert_memory_equal(b, want_b, sizeof want_b);
+	assert_int_equal(smpp_codec_encode_submit(b, sizeof b, 1, &c), sizeof want_c);
+	assert_memory_equal(b, want_c, sizeof want_c);
+	for (size_t cap = 0; cap < sizeof want_a; cap++)
+		assert_int_equal(smpp_codec_encode_submit(b, cap, 11, &a), -1);
+	c.service_type = "CMTxyz"; /* 6 characters: no room for the NUL */
+	assert_int_equal(smpp_codec_encode_submit(b, sizeof b, 1, &c), -1);
+}
+
 static void
 test_submit_refused(void **state)
 {
@@ -523,6 +592,7 @@ main(void)
 	    cmocka_unit_test_teardown(test_simple_roundtrip, teardown),
 	    cmocka_unit_test_teardown(test_resp_encode, teardown),
 	    cmocka_unit_test_teardown(test_submit_roundtrip, teardown),
+	    cmocka_unit_test_teardown(test_submit_bytes, teardown),
 	    cmocka_unit_test_teardown(test_submit_refused, teardown),
 	    cmocka_unit_test_teardown(test_inbound_ok, teardown),
 	    cmocka_unit_test_teardown(test_inbound_data_sm_payload, teardown),
