@@ -21,6 +21,7 @@
  */
 #include "flow.h"
 #include "content.h"
+#include "strbuf.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -358,7 +359,7 @@ state_parse(const char *s, struct fstate *st)
 static void
 set_state(struct ctx *x, const char *s)
 {
-	snprintf(x->out->state, sizeof(x->out->state), "%s", s);
+	str_copy(x->out->state, sizeof(x->out->state), s);
 	x->out->state_changed = true;
 }
 
@@ -388,7 +389,7 @@ add_text(struct ctx *x, const char *text)
 
 	if (o->n_replies >= FLOW_MAX_REPLIES || text[0] == '\0')
 		return;
-	snprintf(o->reply[o->n_replies++], FLOW_REPLY_MAX, "%s", text);
+	str_copy(o->reply[o->n_replies++], FLOW_REPLY_MAX, text);
 }
 
 static void
@@ -731,7 +732,7 @@ skill_list(struct ctx *x, const struct flow_sub *s, bool want, uint8_t mask_only
 		                      content_skill_short(x->c, x->lang, k));
 	}
 	if (o == 0)
-		snprintf(buf, cap, "%s", content_msg(x->c, x->lang, "none"));
+		str_copy(buf, cap, content_msg(x->c, x->lang, "none"));
 }
 
 static void
@@ -766,7 +767,7 @@ do_home(struct ctx *x, const char *code)
 		add_msg(x, "join_usage", NULL, 0);
 		return;
 	}
-	snprintf(o->join_code, sizeof(o->join_code), "%s", code);
+	str_copy(o->join_code, sizeof(o->join_code), code);
 	render(x, "join_ok", v, 1, o->reply_join_ok);
 	render(x, "join_unknown", v, 1, o->reply_join_unknown);
 }
@@ -838,7 +839,7 @@ do_keyword(struct ctx *x, const struct kwmatch *m)
 	case KW_EN:
 	case KW_VI:
 		x->lang = m->kw == KW_EN ? 1 : 0;
-		snprintf(x->out->lang, sizeof(x->out->lang), "%s", x->lang ? "en" : "vi");
+		str_copy(x->out->lang, sizeof(x->out->lang), x->lang ? "en" : "vi");
 		add_msg(x, "lang_switched", NULL, 0);
 		repeat_pending(x);
 		break;

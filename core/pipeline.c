@@ -209,7 +209,7 @@ busy_enter(struct pipeline *p, struct mo_item *m)
 		struct busy *b = calloc(1, sizeof *b);
 		if (b == NULL)
 			fatal("out of memory");
-		snprintf(b->msisdn, sizeof b->msisdn, "%s", m->from);
+		str_copy(b->msisdn, sizeof b->msisdn, m->from);
 		b->head = b->tail = m;
 		*slot = b;
 		return true;
@@ -258,10 +258,10 @@ mo_item_new(const struct msg_mo *mo)
 	struct mo_item *m = calloc(1, sizeof *m);
 	if (m == NULL)
 		fatal("out of memory");
-	snprintf(m->link, sizeof m->link, "%s", mo->link);
-	snprintf(m->smsc_id, sizeof m->smsc_id, "%s", mo->smsc_id);
-	snprintf(m->from, sizeof m->from, "%s", mo->from);
-	snprintf(m->to, sizeof m->to, "%s", mo->to);
+	str_copy(m->link, sizeof m->link, mo->link);
+	str_copy(m->smsc_id, sizeof m->smsc_id, mo->smsc_id);
+	str_copy(m->from, sizeof m->from, mo->from);
+	str_copy(m->to, sizeof m->to, mo->to);
 	m->text = strndup(mo->text ? mo->text : "", mo->text ? mo->text_len : 0);
 	m->partial = mo->partial;
 	m->n_acks = mo->n_acks;
@@ -379,14 +379,14 @@ snapshot_from_row(PGresult *res, int r, int off, const char *msisdn, bool is_new
 {
 	int passed[FLOW_SKILLS];
 	memset(s, 0, sizeof *s);
-	snprintf(s->msisdn, sizeof s->msisdn, "%s", msisdn);
-	snprintf(s->lang, sizeof s->lang, "%s", PQgetvalue(res, r, off + 0));
+	str_copy(s->msisdn, sizeof s->msisdn, msisdn);
+	str_copy(s->lang, sizeof s->lang, PQgetvalue(res, r, off + 0));
 	s->opted_out = PQgetvalue(res, r, off + 1)[0] == 't';
 	s->is_new = is_new;
-	snprintf(s->state, sizeof s->state, "%s", PQgetvalue(res, r, off + 2));
+	str_copy(s->state, sizeof s->state, PQgetvalue(res, r, off + 2));
 	s->state_at = atoll(PQgetvalue(res, r, off + 3));
 	s->help_at = atoll(PQgetvalue(res, r, off + 4));
-	snprintf(s->household, sizeof s->household, "%s", PQgetvalue(res, r, off + 5));
+	str_copy(s->household, sizeof s->household, PQgetvalue(res, r, off + 5));
 	s->household_covered = PQgetvalue(res, r, off + 6)[0] == 't';
 	s->household_members = atoi(PQgetvalue(res, r, off + 7));
 	s->household_skills = (uint8_t)atoi(PQgetvalue(res, r, off + 8));
@@ -482,13 +482,13 @@ mt_from_rows(struct pipeline *p, PGresult *res, int first, enum msg_prio prio, i
 		struct msg_mt mt;
 		memset(&mt, 0, sizeof mt);
 		mt.id = atoll(PQgetvalue(res, r, c_id));
-		snprintf(mt.to, sizeof mt.to, "%s", PQgetvalue(res, r, c_to));
+		str_copy(mt.to, sizeof mt.to, PQgetvalue(res, r, c_to));
 		mt.text = PQgetvalue(res, r, c_text);
 		mt.prio = prio;
 		if (c_link >= 0)
-			snprintf(mt.link, sizeof mt.link, "%s", PQgetvalue(res, r, c_link));
+			str_copy(mt.link, sizeof mt.link, PQgetvalue(res, r, c_link));
 		if (c_from >= 0)
-			snprintf(mt.from, sizeof mt.from, "%s", PQgetvalue(res, r, c_from));
+			str_copy(mt.from, sizeof mt.from, PQgetvalue(res, r, c_from));
 		if (c_fold >= 0)
 			mt.fold = PQgetvalue(res, r, c_fold)[0] == 't';
 		mt_enqueue(p, &mt);
@@ -796,9 +796,9 @@ recover_mo_cb(void *arg, PGresult *res, const char *err)
 		if (m == NULL || (m->text = strdup(PQgetvalue(res, r, 4))) == NULL)
 			fatal("out of memory");
 		m->mo_id = atoll(PQgetvalue(res, r, 0));
-		snprintf(m->link, sizeof m->link, "%s", PQgetvalue(res, r, 1));
-		snprintf(m->from, sizeof m->from, "%s", PQgetvalue(res, r, 2));
-		snprintf(m->to, sizeof m->to, "%s", PQgetvalue(res, r, 3));
+		str_copy(m->link, sizeof m->link, PQgetvalue(res, r, 1));
+		str_copy(m->from, sizeof m->from, PQgetvalue(res, r, 2));
+		str_copy(m->to, sizeof m->to, PQgetvalue(res, r, 3));
 		m->partial = PQgetvalue(res, r, 5)[0] == 't';
 		busy_enter(p, m);
 		rows[k].status = "new";

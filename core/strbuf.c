@@ -118,6 +118,18 @@ strbuf_pgarr_end(struct strbuf *b)
 	strbuf_append(b, "}", 1);
 }
 
+char *
+str_copy(char *dst, size_t cap, const char *src)
+{
+	if (cap == 0)
+		return dst;
+	size_t n = src != NULL ? strnlen(src, cap - 1) : 0;
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return dst;
+}
+
 void
 strbuf_int(struct strbuf *b, long long v)
 {

@@ -320,7 +320,7 @@ show(struct uctx *x)
 			return;
 		}
 	}
-	snprintf(o->screen, sizeof(o->screen), "%s", buf);
+	str_copy(o->screen, sizeof(o->screen), buf);
 }
 
 static uint32_t
@@ -388,7 +388,7 @@ quiz_done(struct uctx *x)
 	snprintf(ps, sizeof(ps), "%d", pass);
 	add_event(x, skill, FLOW_EV_QUIZ, x->d.score, passed);
 	render(x, passed ? "sms_passed" : "sms_failed", v, 5, tmp, sizeof(tmp));
-	snprintf(x->out->sms, sizeof(x->out->sms), "%s", tmp);
+	str_copy(x->out->sms, sizeof(x->out->sms), tmp);
 	finish(x, passed ? "quiz_passed" : "quiz_failed", v, 5);
 }
 
@@ -485,7 +485,7 @@ apply(struct uctx *x, const char *raw)
 		return;
 	while (*raw == ' ' || *raw == '\t')
 		raw++;
-	snprintf(in, sizeof(in), "%s", raw);
+	str_copy(in, sizeof(in), raw);
 	n = strlen(in);
 	while (n > 0 &&
 	       (in[n - 1] == ' ' || in[n - 1] == '\t' || in[n - 1] == '\r' || in[n - 1] == '\n'))
@@ -551,7 +551,7 @@ apply(struct uctx *x, const char *raw)
 	case USSD_LANGUAGE:
 		if ((k = digit(in, 2)) > 0) {
 			x->d.lang = k - 1;
-			snprintf(x->out->lang, sizeof(x->out->lang), "%s", k == 2 ? "en" : "vi");
+			str_copy(x->out->lang, sizeof(x->out->lang), k == 2 ? "en" : "vi");
 			enter_state(x, USSD_MAIN);
 		} else {
 			invalid(x);
@@ -612,7 +612,7 @@ ussd_begin(const struct content *c, const struct ussd_cfg *cfg, struct flow_sub 
 	int nf = 0, i;
 	size_t n;
 
-	snprintf(buf, sizeof(buf), "%s", dialled != NULL ? dialled : "");
+	str_copy(buf, sizeof(buf), dialled != NULL ? dialled : "");
 	p = buf;
 	while (*p == ' ')
 		p++;
@@ -896,7 +896,7 @@ static void
 sub_get(const struct dlg *g, struct flow_sub *s)
 {
 	memset(s, 0, sizeof(*s));
-	snprintf(s->msisdn, sizeof(s->msisdn), "%s", g_msisdn(g));
+	str_copy(s->msisdn, sizeof(s->msisdn), g_msisdn(g));
 	memcpy(s->lang, g->sub_en ? "en" : "vi", 3);
 	for (int i = 0; i < FLOW_SKILLS; i++) {
 		s->self_level[i] = g->self_level[i];
@@ -904,7 +904,7 @@ sub_get(const struct dlg *g, struct flow_sub *s)
 		s->quiz_passed[i] = (g->passed >> i) & 1;
 	}
 	if (g->household != NULL)
-		snprintf(s->household, sizeof(s->household), "%s", g->household);
+		str_copy(s->household, sizeof(s->household), g->household);
 	s->household_covered = g->covered;
 	s->household_members = g->members;
 	s->household_skills = g->hskills;
@@ -1343,14 +1343,14 @@ submit_screen(struct dlg *g, int64_t mt_id, const char *text, bool end)
 		fatal("out of memory");
 	p->u = g->u;
 	p->mt.id = mt_id;
-	snprintf(p->mt.to, sizeof(p->mt.to), "%s", g_msisdn(g));
+	str_copy(p->mt.to, sizeof(p->mt.to), g_msisdn(g));
 	p->mt.text = p->text;
 	p->mt.prio = MSG_PRIO_INTERACTIVE;
 	p->mt.fold = true;
-	snprintf(p->mt.link, sizeof(p->mt.link), "%s", g_link(g));
+	str_copy(p->mt.link, sizeof(p->mt.link), g_link(g));
 	p->mt.ussd = true;
 	p->mt.ussd_end = end;
-	snprintf(p->mt.ussd_session_key, sizeof(p->mt.ussd_session_key), "%s", g_key(g));
+	str_copy(p->mt.ussd_session_key, sizeof(p->mt.ussd_session_key), g_key(g));
 	submit_try(-1, 0, p);
 }
 
@@ -1558,7 +1558,7 @@ snapshot_from(PGresult *res, int row, int off, const char *msisdn, const char *d
               struct flow_sub *s)
 {
 	memset(s, 0, sizeof(*s));
-	snprintf(s->msisdn, sizeof(s->msisdn), "%s", msisdn);
+	str_copy(s->msisdn, sizeof(s->msisdn), msisdn);
 	for (int i = 0; i < FLOW_SKILLS; i++)
 		s->self_level[i] = s->best_quiz[i] = -1;
 	if (PQgetisnull(res, row, off)) { /* no subscriber yet */
@@ -1566,12 +1566,12 @@ snapshot_from(PGresult *res, int row, int off, const char *msisdn, const char *d
 		s->is_new = true;
 		return;
 	}
-	snprintf(s->lang, sizeof(s->lang), "%s", PQgetvalue(res, row, off + 0));
+	str_copy(s->lang, sizeof(s->lang), PQgetvalue(res, row, off + 0));
 	s->opted_out = PQgetvalue(res, row, off + 1)[0] == 't';
-	snprintf(s->state, sizeof(s->state), "%s", PQgetvalue(res, row, off + 2));
+	str_copy(s->state, sizeof(s->state), PQgetvalue(res, row, off + 2));
 	s->state_at = atoll(PQgetvalue(res, row, off + 3));
 	s->help_at = atoll(PQgetvalue(res, row, off + 4));
-	snprintf(s->household, sizeof(s->household), "%s", PQgetvalue(res, row, off + 5));
+	str_copy(s->household, sizeof(s->household), PQgetvalue(res, row, off + 5));
 	s->household_covered = PQgetvalue(res, row, off + 6)[0] == 't';
 	s->household_members = atoi(PQgetvalue(res, row, off + 7));
 	s->household_skills = (uint8_t)atoi(PQgetvalue(res, row, off + 8));

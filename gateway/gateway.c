@@ -38,6 +38,7 @@
 #include "msisdn.h"
 #include "smpp_session.h"
 #include "text.h"
+#include "strbuf.h"
 
 #define MOD "gateway"
 #define MAX_SEG TEXT_MAX_SEGMENTS
@@ -284,14 +285,14 @@ report(struct link *l, struct mt_item *it, int part, uint32_t status, bool tempo
 
 	memset(&r, 0, sizeof r);
 	r.mt_id = it->id;
-	snprintf(r.link, sizeof r.link, "%s", l->conf->name);
+	str_copy(r.link, sizeof r.link, l->conf->name);
 	r.part = part + 1;
 	r.nparts = it->nparts;
 	r.status = status;
 	r.temporary = temporary;
 	if (status == SMPP_ROK && smsc_id != NULL && smsc_id[0] != '\0' &&
 	    dlr_normalise_id(smsc_id, l->conf->submit_id_base, r.smsc_id, sizeof r.smsc_id) != 0)
-		snprintf(r.smsc_id, sizeof r.smsc_id, "%s", smsc_id);
+		str_copy(r.smsc_id, sizeof r.smsc_id, smsc_id);
 	if (status == SMPP_ROK)
 		l->submitted++;
 	else
@@ -475,8 +476,8 @@ next_part(struct link *l, struct mt_item **it, int *part, int *from)
 	}
 	for (int p = 0; p < MSG_PRIO_COUNT; p++) {
 		struct lane *ln = &l->lane[p];
-		for (int k = 0; k < ln->n; k++) {
-			struct mt_item *c = ln->v[(ln->head + k) % ln->cap];
+		for (int k = 0, i = ln->head; k < ln->n; k++, i = i + 1 == ln->cap ? 0 : i + 1) {
+			struct mt_item *c = ln->v[i];
 			if (c->next < c->nparts && !c->busy) {
 				*it = c;
 				*part = c->next;
@@ -671,11 +672,11 @@ item_new(struct link *l, const struct msg_mt *mt)
 	it->serial = ++l->serial;
 	it->id = mt->id;
 	it->prio = mt->prio == MSG_PRIO_INTERACTIVE ? MSG_PRIO_INTERACTIVE : MSG_PRIO_BULK;
-	snprintf(it->to, sizeof it->to, "%s", mt->to);
-	snprintf(it->from, sizeof it->from, "%s", mt->from);
+	str_copy(it->to, sizeof it->to, mt->to);
+	str_copy(it->from, sizeof it->from, mt->from);
 	it->ussd = mt->ussd;
 	it->ussd_end = mt->ussd_end;
-	snprintf(it->key, sizeof it->key, "%s", mt->ussd_session_key);
+	str_copy(it->key, sizeof it->key, mt->ussd_session_key);
 	return it;
 }
 
@@ -703,7 +704,7 @@ fail_async(struct link *l, const struct msg_mt *mt)
 		return;
 	f->gw = l->gw;
 	f->r.mt_id = mt->id;
-	snprintf(f->r.link, sizeof f->r.link, "%s", l->conf->name);
+	str_copy(f->r.link, sizeof f->r.link, l->conf->name);
 	f->r.part = f->r.nparts = 1;
 	f->r.status = SMPP_RINVMSGLEN;
 	if (event_base_once(l->gw->base, -1, EV_TIMEOUT, fail_later_cb, f, &tv) != 0)
@@ -782,10 +783,10 @@ on_receipt(struct link *l, struct smpp_session *s, const struct smpp_inbound *in
 	char a[MSG_SMSC_ID_MAX], b[MSG_SMSC_ID_MAX];
 
 	memset(&d, 0, sizeof d);
-	snprintf(d.link, sizeof d.link, "%s", l->conf->name);
+	str_copy(d.link, sizeof d.link, l->conf->name);
 	if (raw[0] != '\0' &&
 	    dlr_normalise_id(raw, l->conf->dlr_id_base, d.smsc_id, sizeof d.smsc_id) != 0)
-		snprintf(d.smsc_id, sizeof d.smsc_id, "%s", raw);
+		str_copy(d.smsc_id, sizeof d.smsc_id, raw);
 	/*
 	 * Some SMSCs echo the submit_sm_resp id (e.g. hex) in receipted_message_id
 	 * and write the text "id:" in the receipt base (e.g. decimal): when the
@@ -795,7 +796,7 @@ on_receipt(struct link *l, struct smpp_session *s, const struct smpp_inbound *in
 	    l->conf->submit_id_base != l->conf->dlr_id_base &&
 	    dlr_normalise_id(in->receipted_id, l->conf->submit_id_base, a, sizeof a) == 0 &&
 	    dlr_normalise_id(dt->id, l->conf->dlr_id_base, b, sizeof b) == 0 && strcmp(a, b) == 0)
-		snprintf(d.smsc_id, sizeof d.smsc_id, "%s", a);
+		str_copy(d.smsc_id, sizeof d.smsc_id, a);
 	d.state = in->has_message_state ? (enum msg_dlr_state)in->message_state
 	          : parsed              ? dt->state
 	                                : MSG_DLR_UNKNOWN;
@@ -824,7 +825,7 @@ on_ussd(struct link *l, struct smpp_session *s, const struct smpp_inbound *in, c
 	unsigned key;
 
 	memset(&u, 0, sizeof u);
-	snprintf(u.link, sizeof u.link, "%s", c->name);
+	str_copy(u.link, sizeof u.link, c->name);
 	norm_from(in->src, u.from, sizeof u.from);
 	scopy(u.service_code, sizeof u.service_code, in->dst);
 	if (c->ussd_session_key == USSD_KEY_UMR)
@@ -884,7 +885,7 @@ on_mo(struct link *l, struct smpp_session *s, const struct smpp_inbound *in, con
 	struct msg_ack a;
 
 	memset(&mo, 0, sizeof mo);
-	snprintf(mo.link, sizeof mo.link, "%s", l->conf->name);
+	str_copy(mo.link, sizeof mo.link, l->conf->name);
 	norm_from(in->src, mo.from, sizeof mo.from);
 	scopy(mo.to, sizeof mo.to, in->dst);
 	mo.text = text;
@@ -1265,7 +1266,7 @@ gateway_link_status(struct gateway *gw, struct gateway_link_status *out, int max
 		const struct link *l = &gw->links[i];
 		struct gateway_link_status *o = &out[i];
 		memset(o, 0, sizeof *o);
-		snprintf(o->name, sizeof o->name, "%s", l->conf->name);
+		str_copy(o->name, sizeof o->name, l->conf->name);
 		o->state = link_state(l, &o->binds_up);
 		o->window_used = smpp_session_window_used(l->sess[0]);
 		o->window = l->conf->window;

@@ -177,7 +177,7 @@ lookup(const char *link, int dir, int cmd, bool has_status, uint32_t status, boo
 			e->has_status = has_status;
 			e->status = status;
 			e->n = 0;
-			snprintf(e->link, sizeof e->link, "%s", link);
+			str_copy(e->link, sizeof e->link, link);
 			order[n_used++] = (uint16_t)i;
 			return e;
 		}
@@ -192,7 +192,7 @@ lookup(const char *link, int dir, int cmd, bool has_status, uint32_t status, boo
 static const char *
 link_key(const char *link, char *buf, size_t cap)
 {
-	snprintf(buf, cap, "%s", link != NULL ? link : "");
+	str_copy(buf, cap, link != NULL ? link : "");
 	return buf;
 }
 

@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "smpp_codec.h"
+#include "strbuf.h"
 
 #define MOD "smpp_codec"
 
@@ -340,7 +341,7 @@ smpp_codec_decode_resp(const uint8_t *pdu, size_t len, char *id, size_t idcap)
 	if (r.bad)
 		return -1;
 	if (idcap > 0)
-		snprintf(id, idcap, "%s", tmp);
+		str_copy(id, idcap, tmp);
 	return 0;
 }
 
@@ -655,9 +656,9 @@ smpp_codec_unpack_submit(const uint8_t *pdu, size_t len, struct smpp_submit_view
 	memset(&p, 0, sizeof p);
 	int rc = smpp34_unpack(SUBMIT_SM, &p, pdu, (int)len);
 	if (rc == 0) {
-		snprintf(v->service_type, sizeof v->service_type, "%s", (char *)p.service_type);
-		snprintf(v->src, sizeof v->src, "%s", (char *)p.source_addr);
-		snprintf(v->dst, sizeof v->dst, "%s", (char *)p.destination_addr);
+		str_copy(v->service_type, sizeof v->service_type, (char *)p.service_type);
+		str_copy(v->src, sizeof v->src, (char *)p.source_addr);
+		str_copy(v->dst, sizeof v->dst, (char *)p.destination_addr);
 		v->src_ton = p.source_addr_ton;
 		v->src_npi = p.source_addr_npi;
 		v->dst_ton = p.dest_addr_ton;

@@ -31,6 +31,13 @@ void strbuf_pgarr_elem(struct strbuf *b, const char *s);
 void strbuf_pgarr_int(struct strbuf *b, long long v); /* unquoted */
 void strbuf_pgarr_end(struct strbuf *b);
 
+/*
+ * Copies src into the fixed field dst of cap bytes as snprintf(dst, cap,
+ * "%s", src) would, cut to fit and NUL-terminated (NULL copies as ""),
+ * without printf: for copies made per message. Returns dst.
+ */
+char *str_copy(char *dst, size_t cap, const char *src);
+
 /* v in decimal (no printf: this runs per array element and per MO). */
 void strbuf_int(struct strbuf *b, long long v);
 

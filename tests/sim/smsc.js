@@ -51,6 +51,7 @@ const CMD = {
 	submit_sm: 0x00000004,
 	submit_sm_resp: 0x80000004,
 	deliver_sm: 0x00000005,
+	deliver_sm_resp: 0x80000005,
 	unbind: 0x00000006,
 	bind_transceiver: 0x00000009,
 	enquire_link: 0x00000015,
@@ -388,6 +389,14 @@ if (!PDU.__smscSimHooked) {
 			Object.assign(pdu, hdr(buf));
 			pdu.command = id === CMD.submit_sm ? 'submit_sm' : 'data_sm';
 			pdu._sub = parseSubmit(buf, id);
+		} else if (id === CMD.deliver_sm_resp) {
+			/* the ESME's answer to every MO and receipt: read here, like submit_sm (node-smpp's
+			 * generic parser is the simulator's largest cost per PDU at bench rates) */
+			pdu = Object.create(PDU.prototype);
+			Object.assign(pdu, hdr(buf));
+			pdu.command = 'deliver_sm_resp';
+			const nul = len > 16 ? buf.indexOf(0, 16) : -1;
+			pdu.message_id = len > 16 ? buf.toString('latin1', 16, nul < 0 ? len : nul) : '';
 		} else {
 			try {
 				pdu = new PDU(buf);

@@ -43,6 +43,27 @@ test_int(void **state)
 	strbuf_free(&b);
 }
 
+/* str_copy cuts and terminates as snprintf("%s") does; NULL is "", cap 0 writes nothing. */
+static void
+test_copy(void **state)
+{
+	char d[5] = "wxyz", want[5];
+	const char *src[] = {"", "ab", "abcd", "abcdef"};
+
+	for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
+		for (size_t cap = 1; cap <= sizeof d; cap++) {
+			snprintf(want, cap, "%s", src[i]);
+			assert_ptr_equal(str_copy(d, cap, src[i]), d);
+			assert_string_equal(d, want);
+		}
+	}
+	str_copy(d, sizeof d, NULL);
+	assert_string_equal(d, "");
+	d[0] = 'q';
+	str_copy(d, 0, "abc");
+	assert_int_equal(d[0], 'q');
+}
+
 /* The writer's output for one nested element, parsed back. */
 static void
 test_json_shape(void **state)
@@ -155,9 +176,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_int),
-	    cmocka_unit_test(test_json_shape),
-	    cmocka_unit_test(test_json_escapes),
+	    cmocka_unit_test(test_int),           cmocka_unit_test(test_copy),
+	    cmocka_unit_test(test_json_shape),    cmocka_unit_test(test_json_escapes),
 	    cmocka_unit_test(test_json_not_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
