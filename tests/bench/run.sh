@@ -62,6 +62,7 @@ node tests/bench/bench.js
 rc=$?
 if [ -n "${BENCH_PGSS:-}" ]; then
 	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT round(total_exec_time) AS ms, calls, rows, round(total_exec_time/greatest(rows,1)*1000) AS us_per_row, round(mean_exec_time::numeric,2) AS mean_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" 2>&1 || true
+	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "SELECT sum(jit_functions) AS jit_functions, round(sum(jit_generation_time + jit_inlining_time + jit_optimization_time + jit_emission_time)) AS jit_ms FROM pg_stat_statements" 2>&1 || true
 	psql -h 127.0.0.1 -p "$port" -U postgres -d bench_sg -X -q -c "SELECT count(*) AS receipts_parked, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM mt_parts p WHERE p.link = e.link AND p.smsc_id = e.smsc_id)) AS matchable FROM dlr_early e" 2>&1 || true
 	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q -c "SELECT w.wal_records, w.wal_fpi, pg_size_pretty(w.wal_bytes) AS wal, c.checkpoints_timed + c.checkpoints_req AS checkpoints, c.buffers_backend FROM pg_stat_wal w, pg_stat_bgwriter c" 2>&1 || true
 fi
