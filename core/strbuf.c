@@ -125,7 +125,8 @@ str_copy(char *dst, size_t cap, const char *src)
 		return dst;
 	size_t n = src != NULL ? strnlen(src, cap - 1) : 0;
 
-	memcpy(dst, src, n);
+	if (n > 0)
+		memcpy(dst, src, n);
 	dst[n] = '\0';
 	return dst;
 }
