@@ -178,41 +178,6 @@ test('the duplicate check by SMSC id is an index lookup, not a scan of mo_messag
   }
 });
 
-test('replies are not indexed by number; the daily cap and the opt-out cancellation read campaign messages by index', async () => {
-  const n = number();
-  await say(n, 'HOC 1');
-  const [{ replies }] = await env.sql("SELECT count(*)::int AS replies FROM mt_messages WHERE kind = 'reply'");
-  assert.ok(replies > 0);
-  // every index of mt_messages on msisdn is partial, and no reply matches its predicate
-  const idx = await env.sql(`SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) AS pred
-                               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                              WHERE i.indrelid = 'mt_messages'::regclass
-                                AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indrelid
-                                            AND a.attname = 'msisdn' AND a.attnum = ANY (i.indkey))`);
-  assert.ok(idx.length >= 1, 'an index of mt_messages by number');
-  for (const { relname, pred } of idx) {
-    assert.ok(pred, `${relname} indexes every message`);
-    const [{ k }] = await env.sql(`SELECT count(*)::int AS k FROM mt_messages WHERE kind = 'reply' AND (${pred})`);
-    assert.equal(k, 0, `replies in ${relname}`);
-  }
-  // the two statements that read by number (sg_bulk_guard's daily cap, sg_mo_apply's opt-out)
-  // can use it: their own conditions imply its predicate
-  await env.sql('BEGIN');
-  try {
-    await env.sql('SET LOCAL enable_seqscan = off');
-    const plan = async (q) => (await env.sql('EXPLAIN ' + q)).map((r) => r['QUERY PLAN']).join('\n');
-    const cap = await plan(`SELECT count(*) FROM mt_messages x WHERE x.msisdn = '${n}'
-                              AND x.kind IN ('broadcast', 'reminder') AND x.id <> ALL ('{1}'::bigint[])
-                              AND (x.state = 'submitting' OR x.submitted_at >= now())`);
-    assert.match(cap, /mt_messages_bulk_msisdn/, cap);
-    const optout = await plan(`UPDATE mt_messages m SET state = 'cancelled', final_at = now()
-                                WHERE m.msisdn IN ('${n}') AND m.state = 'queued' AND m.priority > 0`);
-    assert.match(optout, /mt_messages_bulk_msisdn/, optout);
-  } finally {
-    await env.sql('ROLLBACK');
-  }
-});
-
 test('a household becomes covered when a member passes the last missing skill', async () => {
   await env.sql("INSERT INTO households (code, commune_code, village) VALUES ('HN-0777', '00004', 'Tổ 7')");
   const a = number(), b = number();
