@@ -1,6 +1,8 @@
 /*
  * strbuf.h — a growable byte string, for building SQL array literals, JSON
- * and HTTP bodies. Allocation failure is fatal (xmalloc style).
+ * and HTTP bodies, and the copy into fixed fields (str_copy). What runs per
+ * message (integers, JSON, copies) avoids printf. Allocation failure is
+ * fatal (xmalloc style).
  */
 #ifndef SG_STRBUF_H
 #define SG_STRBUF_H
