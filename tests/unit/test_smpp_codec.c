@@ -216,27 +216,54 @@ test_resp_encode(void **state)
 	assert_int_equal(smpp_codec_encode_resp(b, 10, SMPP_DELIVER_SM, 1, 0), -1);
 }
 
+/* One segment with a UDH, SAR TLVs and a service type: a field of each kind. */
+static const uint8_t UDH[] = {5, 0, 3, 7, 2, 1, 'h', 'i'};
+
+static struct smpp_submit
+submit_segment(void)
+{
+	return (struct smpp_submit){.service_type = "USSD",
+	                            .src_ton = 3,
+	                            .src = "8079",
+	                            .dst_ton = 1,
+	                            .dst_npi = 1,
+	                            .dst = "84912345678",
+	                            .esm_class = 0x40,
+	                            .registered_delivery = 1,
+	                            .data_coding = 8,
+	                            .sm = UDH,
+	                            .sm_len = sizeof UDH,
+	                            .sar = true,
+	                            .sar_ref = 0x1234,
+	                            .sar_total = 2,
+	                            .sar_seq = 1};
+}
+
+/* The text in message_payload, with every other TLV we send. */
+static struct smpp_submit
+submit_payload(const uint8_t *payload, uint16_t n)
+{
+	return (struct smpp_submit){.src = "8079",
+	                            .dst = "84912345678",
+	                            .data_coding = 8,
+	                            .payload = payload,
+	                            .payload_len = n,
+	                            .has_ussd_op = true,
+	                            .ussd_op = 2,
+	                            .has_its_session = true,
+	                            .its_session = 0x2501,
+	                            .has_umr = true,
+	                            .umr = 0xBEEF};
+}
+
 static void
 test_submit_roundtrip(void **state)
 {
-	uint8_t b[SMPP_OUT_MAX], payload[1024], udh[] = {5, 0, 3, 7, 2, 1, 'h', 'i'};
+	uint8_t b[SMPP_OUT_MAX], payload[1024];
 	struct smpp_submit_view v;
 
 	memset(payload, 'p', sizeof payload);
-	struct smpp_submit s = {.service_type = "USSD",
-	                        .src_ton = 3,
-	                        .src = "8079",
-	                        .dst_ton = 1,
-	                        .dst_npi = 1,
-	                        .dst = "84912345678",
-	                        .esm_class = 0x40,
-	                        .registered_delivery = 1,
-	                        .sm = udh,
-	                        .sm_len = sizeof udh,
-	                        .sar = true,
-	                        .sar_ref = 0x1234,
-	                        .sar_total = 2,
-	                        .sar_seq = 1};
+	struct smpp_submit s = submit_segment();
 	int n = smpp_codec_encode_submit(b, sizeof b, 11, &s);
 	assert_true(n > 0);
 	assert_int_equal(smpp_codec_unpack_submit(b, (size_t)n, &v), 0);
@@ -247,24 +274,14 @@ test_submit_roundtrip(void **state)
 	assert_int_equal(v.dst_ton, 1);
 	assert_int_equal(v.esm_class, 0x40);
 	assert_int_equal(v.registered_delivery, 1);
-	assert_int_equal(v.sm_len, sizeof udh);
-	assert_memory_equal(v.sm, udh, sizeof udh);
+	assert_int_equal(v.sm_len, sizeof UDH);
+	assert_memory_equal(v.sm, UDH, sizeof UDH);
 	assert_true(v.sar);
 	assert_int_equal(v.sar_ref, 0x1234);
 	assert_int_equal(v.sar_total, 2);
 	assert_int_equal(v.sar_seq, 1);
 
-	struct smpp_submit u = {.src = "8079",
-	                        .dst = "84912345678",
-	                        .data_coding = 8,
-	                        .payload = payload,
-	                        .payload_len = 1024,
-	                        .has_ussd_op = true,
-	                        .ussd_op = 2,
-	                        .has_its_session = true,
-	                        .its_session = 0x2501,
-	                        .has_umr = true,
-	                        .umr = 0xBEEF};
+	struct smpp_submit u = submit_payload(payload, sizeof payload);
 	n = smpp_codec_encode_submit(b, sizeof b, 12, &u);
 	assert_true(n > 1024);
 	assert_int_equal(smpp_codec_unpack_submit(b, (size_t)n, &v), 0);
@@ -288,8 +305,7 @@ test_submit_roundtrip(void **state)
 static void
 test_submit_bytes(void **state)
 {
-	uint8_t b[SMPP_OUT_MAX], udh[] = {5, 0, 3, 7, 2, 1, 'h', 'i'},
-	                         pl[] = {'p', 'q', 'r', 's', 't'};
+	uint8_t b[SMPP_OUT_MAX], pl[] = {'p', 'q', 'r', 's', 't'};
 	static const uint8_t want_a[] = {
 	    0x00, 0x00, 0x00, 0x4c, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00,
 	    0x00, 0x00, 0x0b, 0x55, 0x53, 0x53, 0x44, 0x00, 0x03, 0x00, 0x38, 0x30, 0x37,
@@ -308,35 +324,10 @@ test_submit_bytes(void **state)
 	                                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
 	                                 0x00, 0x00, 0x00, 0x00, 0x31, 0x00, 0x00, 0x00, 0x00,
 	                                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
-	struct smpp_submit a = {.service_type = "USSD",
-	                        .src_ton = 3,
-	                        .src = "8079",
-	                        .dst_ton = 1,
-	                        .dst_npi = 1,
-	                        .dst = "84912345678",
-	                        .esm_class = 0x40,
-	                        .registered_delivery = 1,
-	                        .data_coding = 8,
-	                        .sm = udh,
-	                        .sm_len = sizeof udh,
-	                        .sar = true,
-	                        .sar_ref = 0x1234,
-	                        .sar_total = 2,
-	                        .sar_seq = 1};
-	struct smpp_submit pb = {.src = "8079",
-	                         .src_npi = 9,
-	                         .dst = "84912345678",
-	                         .data_coding = 8,
-	                         .payload = pl,
-	                         .payload_len = sizeof pl,
-	                         .has_ussd_op = true,
-	                         .ussd_op = 2,
-	                         .has_its_session = true,
-	                         .its_session = 0x2501,
-	                         .has_umr = true,
-	                         .umr = 0xBEEF};
+	struct smpp_submit a = submit_segment(), pb = submit_payload(pl, sizeof pl);
 	struct smpp_submit c = {.src = "", .dst = "1"};
 
+	pb.src_npi = 9;
 	assert_int_equal(smpp_codec_encode_submit(b, sizeof b, 11, &a), sizeof want_a);
 	assert_memory_equal(b, want_a, sizeof want_a);
 	assert_int_equal(smpp_codec_encode_submit(b, sizeof b, 0x7fffffff, &pb), sizeof want_b);
