@@ -397,35 +397,43 @@ snapshot_from_row(PGresult *res, int r, int off, const char *msisdn, bool is_new
 		s->quiz_passed[i] = passed[i] == 1;
 }
 
-/* What the flow engine decided for one MO, as the keys of an element of sg_mo_apply's input. */
+/* One key and its value in the MO batch's JSON. */
+static void
+kv_str(struct strbuf *b, const char *key, const char *v)
+{
+	strbuf_json_key(b, key);
+	strbuf_json_str(b, v);
+}
+
+static void
+kv_int(struct strbuf *b, const char *key, long long v)
+{
+	strbuf_json_key(b, key);
+	strbuf_json_int(b, v);
+}
+
+static void
+kv_bool(struct strbuf *b, const char *key, bool v)
+{
+	strbuf_json_key(b, key);
+	strbuf_json_bool(b, v);
+}
+
+/* What the flow engine decided for one MO, as keys of its element of sg_mo_apply's input. */
 static void
 flow_to_json(struct strbuf *b, const struct mo_item *m, const struct flow_result *fr,
              const char *src)
 {
-	strbuf_json_key(b, "mo");
-	strbuf_json_int(b, m->mo_id);
-	strbuf_json_key(b, "msisdn");
-	strbuf_json_str(b, m->from);
-	strbuf_json_key(b, "src");
-	strbuf_json_str(b, src);
-	strbuf_json_key(b, "dest");
-	strbuf_json_str(b, m->to);
-	strbuf_json_key(b, "state");
-	strbuf_json_str(b, fr->state);
-	strbuf_json_key(b, "sc");
-	strbuf_json_bool(b, fr->state_changed);
-	strbuf_json_key(b, "lang");
-	strbuf_json_str(b, fr->lang);
-	strbuf_json_key(b, "opt");
-	strbuf_json_int(b, fr->opt);
-	strbuf_json_key(b, "help");
-	strbuf_json_bool(b, fr->help_sent);
-	strbuf_json_key(b, "join");
-	strbuf_json_str(b, fr->join_code);
-	strbuf_json_key(b, "rok");
-	strbuf_json_str(b, fr->reply_join_ok);
-	strbuf_json_key(b, "runk");
-	strbuf_json_str(b, fr->reply_join_unknown);
+	kv_str(b, "src", src);
+	kv_str(b, "dest", m->to);
+	kv_str(b, "state", fr->state);
+	kv_bool(b, "sc", fr->state_changed);
+	kv_str(b, "lang", fr->lang);
+	kv_int(b, "opt", fr->opt);
+	kv_bool(b, "help", fr->help_sent);
+	kv_str(b, "join", fr->join_code);
+	kv_str(b, "rok", fr->reply_join_ok);
+	kv_str(b, "runk", fr->reply_join_unknown);
 	strbuf_json_key(b, "replies");
 	strbuf_json_open(b, '[');
 	for (int i = 0; i < fr->n_replies; i++)
@@ -443,8 +451,7 @@ flow_to_json(struct strbuf *b, const struct mo_item *m, const struct flow_result
 		strbuf_json_close(b, ']');
 	}
 	strbuf_json_close(b, ']');
-	strbuf_json_key(b, "link");
-	strbuf_json_str(b, m->link);
+	kv_str(b, "link", m->link);
 }
 
 struct apply_ctx {
@@ -599,39 +606,29 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 			         log_msisdn(m->from, mb, sizeof mb));
 			if (!fresh)
 				continue;
-			strbuf_json_open(b, '{');
-			strbuf_json_key(b, "mo");
-			strbuf_json_int(b, m->mo_id);
-			strbuf_json_key(b, "msisdn");
-			strbuf_json_str(b, m->from);
-		} else {
+		}
+		strbuf_json_open(b, '{');
+		kv_int(b, "mo", m->mo_id);
+		kv_str(b, "msisdn", m->from);
+		if (!looping) {
 			flow_handle_sms(p->content, &p->fcfg, &rows[r].sub, m->text, now,
 			                pipeline_rand(p), fr);
-			strbuf_json_open(b, '{');
 			flow_to_json(b, m, fr, "sms");
 		}
 		if (fresh) {
 			/* sg_mo_commit stores the MO ("in") under the id sg_mo_prepare
 			 * reserved ("mo"); sg_mo_apply then stamps the number's last_mo_at
 			 * ("seen") and leaves the row's state as stored ("fresh") */
-			strbuf_json_key(b, "fresh");
-			strbuf_json_bool(b, true);
-			strbuf_json_key(b, "seen");
-			strbuf_json_bool(b, true);
+			kv_bool(b, "fresh", true);
+			kv_bool(b, "seen", true);
 			strbuf_json_key(b, "in");
 			strbuf_json_open(b, '{');
-			strbuf_json_key(b, "link");
-			strbuf_json_str(b, m->link);
-			strbuf_json_key(b, "smsc_id");
-			strbuf_json_str(b, m->smsc_id);
-			strbuf_json_key(b, "dest");
-			strbuf_json_str(b, m->to);
-			strbuf_json_key(b, "text");
-			strbuf_json_str(b, m->text);
-			strbuf_json_key(b, "partial");
-			strbuf_json_bool(b, m->partial);
-			strbuf_json_key(b, "state");
-			strbuf_json_str(b, looping ? "looping" : "processed");
+			kv_str(b, "link", m->link);
+			kv_str(b, "smsc_id", m->smsc_id);
+			kv_str(b, "dest", m->to);
+			kv_str(b, "text", m->text);
+			kv_bool(b, "partial", m->partial);
+			kv_str(b, "state", looping ? "looping" : "processed");
 			strbuf_json_close(b, '}');
 			a->n++;
 		}

@@ -84,11 +84,18 @@ strbuf_pgarr_begin(struct strbuf *b)
 	strbuf_append(b, "{", 1);
 }
 
-void
-strbuf_pgarr_elem(struct strbuf *b, const char *s)
+/* The comma before an array element unless it is the first. */
+static void
+pgarr_sep(struct strbuf *b)
 {
 	if (b->len > 0 && b->s[b->len - 1] != '{')
 		strbuf_append(b, ",", 1);
+}
+
+void
+strbuf_pgarr_elem(struct strbuf *b, const char *s)
+{
+	pgarr_sep(b);
 	if (s == NULL) {
 		strbuf_append(b, "NULL", 4);
 		return;
@@ -107,8 +114,7 @@ strbuf_pgarr_elem(struct strbuf *b, const char *s)
 void
 strbuf_pgarr_int(struct strbuf *b, long long v)
 {
-	if (b->len > 0 && b->s[b->len - 1] != '{')
-		strbuf_append(b, ",", 1);
+	pgarr_sep(b);
 	strbuf_int(b, v);
 }
 

@@ -612,7 +612,7 @@ ussd_begin(const struct content *c, const struct ussd_cfg *cfg, struct flow_sub 
 	int nf = 0, i;
 	size_t n;
 
-	str_copy(buf, sizeof(buf), dialled != NULL ? dialled : "");
+	str_copy(buf, sizeof(buf), dialled);
 	p = buf;
 	while (*p == ' ')
 		p++;

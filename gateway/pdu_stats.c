@@ -120,7 +120,6 @@ static const char *cmd_label(int idx);
 static uint32_t hash_key(const char *link, int dir, int cmd, bool has_status, uint32_t status);
 static struct entry *lookup(const char *link, int dir, int cmd, bool has_status, uint32_t status,
                             bool create);
-static const char *link_key(const char *link, char *buf, size_t cap);
 static void count_key(const char *link, int dir, int cmd, bool has_status, uint32_t status);
 static void put_label_value(struct strbuf *b, const char *s);
 static uint32_t be32(const uint8_t *p);
@@ -188,20 +187,12 @@ lookup(const char *link, int dir, int cmd, bool has_status, uint32_t status, boo
 	return NULL;
 }
 
-/* Copies link into buf, truncated the way entries store it. */
-static const char *
-link_key(const char *link, char *buf, size_t cap)
-{
-	str_copy(buf, cap, link != NULL ? link : "");
-	return buf;
-}
-
 static void
 count_key(const char *link, int dir, int cmd, bool has_status, uint32_t status)
 {
 	char lk[PDU_STATS_LINK_MAX];
 	int d = dir == PDU_STATS_OUT ? PDU_STATS_OUT : PDU_STATS_IN;
-	struct entry *e = lookup(link_key(link, lk, sizeof lk), d, cmd, has_status, status, true);
+	struct entry *e = lookup(str_copy(lk, sizeof lk, link), d, cmd, has_status, status, true);
 
 	if (e != NULL)
 		e->n++;
@@ -244,7 +235,7 @@ pdu_stats_get(const char *link, int dir, uint32_t command_id, uint32_t status)
 	char lk[PDU_STATS_LINK_MAX];
 	bool resp = (command_id & RESP_BIT) != 0;
 	int d = dir == PDU_STATS_OUT ? PDU_STATS_OUT : PDU_STATS_IN;
-	struct entry *e = lookup(link_key(link, lk, sizeof lk), d, cmd_index(command_id), resp,
+	struct entry *e = lookup(str_copy(lk, sizeof lk, link), d, cmd_index(command_id), resp,
 	                         resp ? status : 0, false);
 
 	return e != NULL ? e->n : 0;

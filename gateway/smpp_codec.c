@@ -340,8 +340,7 @@ smpp_codec_decode_resp(const uint8_t *pdu, size_t len, char *id, size_t idcap)
 	rd_cstr(&r, tmp, sizeof tmp);
 	if (r.bad)
 		return -1;
-	if (idcap > 0)
-		str_copy(id, idcap, tmp);
+	str_copy(id, idcap, tmp);
 	return 0;
 }
 
