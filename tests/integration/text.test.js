@@ -122,24 +122,30 @@ test('sg_mt_outcomes: whole-and-delivered rows are written once; one whose part 
   const ins = "INSERT INTO mt_messages (msisdn, text, kind, state, owner, nparts, parts_ok) VALUES ($1, 'x', 'api', 'submitting', 'sqltest', $2, $3) RETURNING id::int";
   const [a] = await env.sql(ins, [number('8433'), 0, 0]);
   const [b] = await env.sql(ins, [number('8433'), 2, 1]);
+  const [c] = await env.sql(ins, [number('8433'), 0, 0]);
   await env.sql("INSERT INTO mt_parts (mt_id, part, link, smsc_id) VALUES ($1, 1, 'sqlt', 'B-1')", [b.id]);
+  // a: 1 part, b: 2 parts (goes part by part), c: 3 parts; each message's
+  // ids and errors are read at its own offset in f_smsc / f_err (020)
   const [r] = await env.sql(`SELECT sg_mt_outcomes('{}'::bigint[], '{}'::int[], '{}'::int[], '{}'::text[], '{}'::int[], '{}'::text[], '{}'::boolean[],
       '{}'::text[], '{}'::text[], '{}'::int[], '{}'::int[],
-      $1::bigint[], '{2,2}'::int[], '{sqlt,sqlt}'::text[], '{A-1,A-2,B-1,B-2}'::text[], '{0,NULL,NULL,7}'::int[]) AS parked`, [[a.id, b.id]]);
+      $1::bigint[], '{1,2,3}'::int[], '{sqlt,sqlt,sqlt}'::text[], '{A-1,B-1,B-2,C-1,C-2,C-3}'::text[],
+      '{0,NULL,7,NULL,NULL,NULL}'::int[]) AS parked`, [[a.id, b.id, c.id]]);
   assert.equal(r.parked, 0);
-  const rows = await env.sql('SELECT id::int, state, parts_ok, parts_delivered, smsc_ids FROM mt_messages WHERE id = ANY($1) ORDER BY id', [[a.id, b.id]]);
-  assert.deepEqual(rows[0], { id: a.id, state: 'delivered', parts_ok: 2, parts_delivered: 2, smsc_ids: ['A-1', 'A-2'] });
+  const rows = await env.sql('SELECT id::int, state, nparts, parts_ok, parts_delivered, smsc_ids FROM mt_messages WHERE id = ANY($1) ORDER BY id', [[a.id, b.id, c.id]]);
+  assert.deepEqual(rows[0], { id: a.id, state: 'delivered', nparts: 1, parts_ok: 1, parts_delivered: 1, smsc_ids: ['A-1'] });
   assert.equal(rows[1].state, 'delivered');
   assert.equal(rows[1].parts_delivered, 2);
   assert.equal(rows[1].smsc_ids, null);
+  assert.deepEqual(rows[2], { id: c.id, state: 'delivered', nparts: 3, parts_ok: 3, parts_delivered: 3, smsc_ids: ['C-1', 'C-2', 'C-3'] });
   const p = await env.sql('SELECT part, smsc_id, state, dlr_err FROM mt_parts WHERE mt_id = $1 ORDER BY part', [b.id]);
   assert.deepEqual(p, [{ part: 1, smsc_id: 'B-1', state: 'delivered', dlr_err: null }, { part: 2, smsc_id: 'B-2', state: 'delivered', dlr_err: 7 }]);
+  assert.equal((await env.sql('SELECT count(*)::int AS n FROM mt_parts WHERE mt_id = ANY($1)', [[a.id, c.id]]))[0].n, 0, 'no part rows for the fast ones');
   // the 11-argument form (a daemon of the previous version) goes part by part
-  const [c] = await env.sql(ins, [number('8433'), 0, 0]);
-  await env.sql(`SELECT sg_mt_outcomes($1::bigint[], '{1}'::int[], '{1}'::int[], '{sqlt}'::text[], '{0}'::int[], '{C-1}'::text[], '{f}'::boolean[],
-      '{sqlt}'::text[], '{C-1}'::text[], '{2}'::int[], '{0}'::int[])`, [[c.id]]);
-  assert.equal((await env.sql('SELECT state FROM mt_messages WHERE id = $1', [c.id]))[0].state, 'delivered');
-  assert.deepEqual(await env.sql('SELECT smsc_id, state FROM mt_parts WHERE mt_id = $1', [c.id]), [{ smsc_id: 'C-1', state: 'delivered' }]);
+  const [d] = await env.sql(ins, [number('8433'), 0, 0]);
+  await env.sql(`SELECT sg_mt_outcomes($1::bigint[], '{1}'::int[], '{1}'::int[], '{sqlt}'::text[], '{0}'::int[], '{D-1}'::text[], '{f}'::boolean[],
+      '{sqlt}'::text[], '{D-1}'::text[], '{2}'::int[], '{0}'::int[])`, [[d.id]]);
+  assert.equal((await env.sql('SELECT state FROM mt_messages WHERE id = $1', [d.id]))[0].state, 'delivered');
+  assert.deepEqual(await env.sql('SELECT smsc_id, state FROM mt_parts WHERE mt_id = $1', [d.id]), [{ smsc_id: 'D-1', state: 'delivered' }]);
 });
 
 test('the same text on a link with text = fold: one GSM-7 part, every mark removed', async () => {
