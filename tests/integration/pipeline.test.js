@@ -256,6 +256,50 @@ test('sg_mo_commit keeps the ids sg_mo_prepare reserved; a previous daemon\'s ba
   }
 });
 
+// Several MOs of one number in one batch (021): the latest element's flow
+// state and language win, and per skill the latest self-assessment and quiz
+// source, the best quiz score; the snapshot lists the skills in position
+// order.
+test('sg_mo_commit: within a batch the latest MO of a number wins; snapshots list skills in position order', async () => {
+  const env = await h.start({});
+  try {
+    const a = '84913000011', b = '84913000012';
+    const texts = ['HOC 1', 'A', 'B', 'HOC 2'];
+    const nums = [a, a, a, b];
+    const prep = await env.sql('SELECT idx, mo_id::text FROM sg_mo_prepare($1::text[], $2::text[], $3::text[], $4::text[], 0, 10, 60) ORDER BY idx',
+      [nums.map(() => 'viettel'), nums.map(() => ''), nums, texts]);
+    const el = (i, src, state, sc, lang, ev) => ({
+      mo: prep[i].mo_id, fresh: true, seen: true, msisdn: nums[i], src, state, sc, lang, opt: 0, help: false,
+      join: '', replies: [], ev, link: 'viettel',
+      in: { link: 'viettel', smsc_id: '', dest: '8079', text: texts[i], partial: false, state: 'processed' },
+    });
+    await env.sql("SELECT * FROM sg_mo_commit($1::jsonb, 'both', 'test')", [JSON.stringify([
+      el(0, 'sms', 'Q:first', true, 'en', [[1, 'self', 1, false], [4, 'self', 2, false]]),
+      el(1, 'sms', 'Q:second', true, 'vi', [[1, 'self', 3, false], [2, 'quiz', 4, true]]),
+      el(2, 'ussd', '', false, '', [[2, 'quiz', 2, false]]),
+      el(3, 'sms', 'Q:other', true, 'en', [[5, 'self', 0, false]]),
+    ])]);
+    const sub = async (n) => (await env.sql('SELECT flow_state, language FROM subscribers WHERE msisdn = $1', [n]))[0];
+    assert.deepEqual(await sub(a), { flow_state: 'Q:second', language: 'vi' }, 'the latest changed state and language');
+    assert.deepEqual(await sub(b), { flow_state: 'Q:other', language: 'en' });
+    const prof = await env.sql(`SELECT skill, self_level, self_source, best_quiz, quiz_source,
+        quiz_passed_at IS NOT NULL AS passed, quiz_failed_at IS NOT NULL AS failed
+      FROM proficiency WHERE msisdn = $1 ORDER BY skill`, [a]);
+    assert.deepEqual(prof, [
+      { skill: 'public_services', self_level: 3, self_source: 'sms', best_quiz: null, quiz_source: null, passed: false, failed: false },
+      { skill: 'safety', self_level: 2, self_source: 'sms', best_quiz: null, quiz_source: null, passed: false, failed: false },
+      { skill: 'shopping', self_level: null, self_source: null, best_quiz: 4, quiz_source: 'ussd', passed: true, failed: true },
+    ]);
+    const snap = await env.sql('SELECT msisdn, self_levels, best_quiz, passed FROM sg_sub_snapshots(ARRAY[$1, $2]) ORDER BY idx', [a, b]);
+    assert.deepEqual(snap, [
+      { msisdn: a, self_levels: '3,-1,-1,2,-1', best_quiz: '-1,4,-1,-1,-1', passed: '0,1,0,0,0' },
+      { msisdn: b, self_levels: '-1,-1,-1,-1,0', best_quiz: '-1,-1,-1,-1,-1', passed: '0,0,0,0,0' },
+    ]);
+  } finally {
+    await env.stop();
+  }
+});
+
 // The heartbeat (019) looks for a dead instance's MTs only when an instance
 // is dead: with none, mt_messages is not read at all.
 test('the instance heartbeat reads no mt_messages when no instance is dead', async () => {
