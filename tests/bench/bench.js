@@ -181,18 +181,37 @@ async function latencyRuns(db, d, m, name, when) {
 	figure(`${name}_max`, mx, 'ms', '(none)');
 }
 
-/* RUNS closed-loop runs of the residents' script: MO/s answered per run. */
+/* MO ids drawn so far (one per MO stored; cheap at any table size). */
+async function moSeq(db) {
+	return Number((await db.db.query('SELECT last_value FROM mo_messages_id_seq')).rows[0].last_value);
+}
+
+/*
+ * RUNS closed-loop runs of the residents' script: MO/s answered per run. Also the CPU each
+ * process spent per MO over the metered window (warm-up and tail included, MOs counted by
+ * the ids drawn): a figure that moves far less between runs than the throughput does, so
+ * two commits can be compared by it (figures <name>_cpu_per_mo_postgres / _skillgated).
+ */
 async function closedRuns(db, m, name, label) {
-	const thr = [];
+	const thr = [], pg = [], sg = [];
 	for (let r = 0; r < RUNS; r++) {
+		const id0 = await moSeq(db);
+		const t0 = process.hrtime.bigint();
 		m.begin();
 		const x = await closedLoopAll(sims, D.moSecs, D.moWarm, D.moConc);
 		const c = m.end();
+		const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+		const mos = (await moSeq(db)) - id0;
 		thr.push(x.rate);
-		out(`  run ${r + 1}: ${Math.round(x.rate)} MO/s answered (p50 ${L.fmt(x.p50)} ms, p99 ${L.fmt(x.p99)} ms under saturation), ${x.timeouts} unanswered, ${x.nacks} deliver_sm_resp errors`);
+		const us = (k) => (mos > 0 ? (c[k] * secs * 1e6) / mos : null);
+		pg.push(us('postgres'));
+		sg.push(us('skillgated'));
+		out(`  run ${r + 1}: ${Math.round(x.rate)} MO/s answered (p50 ${L.fmt(x.p50)} ms, p99 ${L.fmt(x.p99)} ms under saturation), ${x.timeouts} unanswered, ${x.nacks} deliver_sm_resp errors; CPU per MO: postgres ${L.fmt(pg[r])} us, skillgated ${L.fmt(sg[r])} us`);
 		if (r === 0) cpuLine(name, c);
 		await drain(db, `${label} run ${r + 1}`);
 	}
+	figure(`${name}_cpu_per_mo_postgres`, pg, 'us', '(per-MO cost: compare commits by it)');
+	figure(`${name}_cpu_per_mo_skillgated`, sg, 'us', '(per-MO cost: compare commits by it)');
 	return thr;
 }
 
