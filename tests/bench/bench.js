@@ -189,8 +189,8 @@ async function moSeq(db) {
 /*
  * RUNS closed-loop runs of the residents' script: MO/s answered per run. Also the CPU each
  * process spent per MO over the metered window (warm-up and tail included, MOs counted by
- * the ids drawn): a figure that moves far less between runs than the throughput does, so
- * two commits can be compared by it (figures <name>_cpu_per_mo_postgres / _skillgated).
+ * the ids drawn; figures <name>_cpu_per_mo_postgres / _skillgated). Within one bench it is
+ * steadier than the throughput; between benches it moves with the host too (README).
  */
 async function closedRuns(db, m, name, label) {
 	const thr = [], pg = [], sg = [];
@@ -210,8 +210,8 @@ async function closedRuns(db, m, name, label) {
 		if (r === 0) cpuLine(name, c);
 		await drain(db, `${label} run ${r + 1}`);
 	}
-	figure(`${name}_cpu_per_mo_postgres`, pg, 'us', '(per-MO cost: compare commits by it)');
-	figure(`${name}_cpu_per_mo_skillgated`, sg, 'us', '(per-MO cost: compare commits by it)');
+	figure(`${name}_cpu_per_mo_postgres`, pg, 'us', '(per-MO cost; see README, Benchmarks)');
+	figure(`${name}_cpu_per_mo_skillgated`, sg, 'us', '(per-MO cost; see README, Benchmarks)');
 	return thr;
 }
 
