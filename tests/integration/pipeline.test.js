@@ -187,8 +187,7 @@ test('a bulk backlog never holds back interactive replies', async (t) => {
 });
 
 test('loop guard: more than loop_max identical exchanges in the window get no reply', async () => {
-  const env = await h.start({ conf: { database: { dedupe_window: 0 }, content: { loop_max: 5, loop_window: 300 } } });
-  try {
+  await h.withEnv({ conf: { database: { dedupe_window: 0 }, content: { loop_max: 5, loop_window: 300 } } }, async (env) => {
     const n = '84912349999';
     // last_mo_at is stamped by a processed MO (with its flow state) and by a
     // looping one (alone): MO 5 and MO 8 come 1.2 s after the one before
@@ -197,7 +196,7 @@ test('loop guard: more than loop_max identical exchanges in the window get no re
       [n, k - 1]))[0].ok;
     for (let i = 0; i < 8; i++) {
       if (i === 4 || i === 7) await new Promise((r) => setTimeout(r, 1200));
-      assert.equal(await env.sim.deliver({ from: n, to: '8079', text: 'HELP' }), 0);
+      assert.equal(await env.sim.deliver({ from: n, to: '8079', text: 'HELP' }), 0, `deliver_sm_resp of MO ${i + 1}`);
       await env.waitFor(async () => (await env.sql("SELECT count(*)::int AS c FROM mo_messages WHERE msisdn = $1 AND state IN ('processed', 'looping')", [n]))[0].c === i + 1, 10000, `MO ${i + 1} handled`);
       if (i === 4) assert.ok(await stampedBy(5), 'last_mo_at stamped by a processed MO');
     }
@@ -207,9 +206,7 @@ test('loop guard: more than loop_max identical exchanges in the window get no re
     const replies = await env.sql('SELECT count(*)::int AS c FROM mt_messages WHERE msisdn = $1', [n]);
     assert.equal(replies[0].c, 5, 'replies stop after loop_max');
     assert.match(env.log(), /loop guard/);
-  } finally {
-    await env.stop();
-  }
+  });
 });
 
 // sg_mo_commit at the SQL level (019): this daemon's elements carry the ids
