@@ -150,6 +150,40 @@ describe('campaigns in the database (controlled clock)', () => {
     ]);
   });
 
+  it('reminders: open quizzes are found by quiz_open, which an answer leaves alone (its update can be HOT)', async () => {
+    await configure(env, { reminder_unfinished_delay: 600 });
+    const t0 = '2030-04-01T09:00:00+07:00';
+    await env.sql(`INSERT INTO subscribers (msisdn, flow_state, flow_state_at) VALUES
+                   ('84931000001', 'Q:3:a1,a2:1:0:0', $1), ('84931000002', 'Q:4:b1,b2:1:0:0', $1),
+                   ('84931000003', 'M:1', $1)`, [t0]);
+    const open = async () => (await env.sql(
+      "SELECT quiz_open FROM subscribers WHERE msisdn LIKE '84931%' ORDER BY msisdn")).map((r) => r.quiz_open);
+    assert.deepEqual(await open(), [true, true, false]);
+    // 1 answers a question (what an answer's update writes), 2 finishes its quiz
+    await env.sql(`UPDATE subscribers SET flow_state = 'Q:3:a1,a2:2:1:0', flow_state_at = '2030-04-01T09:02:00+07:00',
+                   last_mo_at = '2030-04-01T09:02:00+07:00' WHERE msisdn = '84931000001'`);
+    await env.sql(`UPDATE subscribers SET flow_state = '', flow_state_at = '2030-04-01T09:02:00+07:00'
+                    WHERE msisdn = '84931000002'`);
+    assert.deepEqual(await open(), [true, false, false]);
+    try {
+      await plan(env, '2030-04-01T09:05:00+07:00');
+      const rem = await env.sql(`SELECT msisdn, kind, skill, ${LOCAL('due_at')} AS due FROM reminders
+                                  WHERE msisdn LIKE '84931%'`);
+      assert.deepEqual(rem.map((r) => [r.msisdn, r.kind, r.skill, r.due]),
+        [['84931000001', 'unfinished', 'payment', '2030-04-01 09:12:00.000']],
+        'the open quiz; not the finished one, not the menu');
+    } finally {
+      // the other tests plan and dispatch on this database too
+      await env.sql("DELETE FROM reminders WHERE msisdn LIKE '84931%'");
+      await env.sql("DELETE FROM subscribers WHERE msisdn LIKE '84931%'");
+    }
+    // no index of subscribers names a column an answer changes (flow_state, flow_state_at,
+    // last_mo_at), so PostgreSQL can rewrite the row in place without new index entries
+    const idx = await env.sql(`SELECT indexname FROM pg_indexes WHERE tablename = 'subscribers'
+                                AND indexdef ~ '(flow_state|last_mo_at)'`);
+    assert.deepEqual(idx, []);
+  });
+
   it('reminders: one per number per day, three per skill, none to opted-out numbers or mid-flow', async () => {
     await configure(env, { reminder_failed_delay: 0, reminder_next_delay: 0, flow_idle_timeout: 600 });
     await env.sql(`INSERT INTO subscribers (msisdn) VALUES ('84960000001'), ('84960000002'), ('84960000003')`);
