@@ -26,9 +26,10 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
-C_FILES   := $(wildcard gateway/*.c core/*.c ctl/*.c include/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
+C_FILES   := $(wildcard gateway/*.c core/*.c ctl/*.c include/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c) \
+             tests/bench/smscsim.c
 
-.PHONY: all test unit integration asan run format format-check fuzz fuzz-smoke bench soak soak-kill deps clean
+.PHONY: all test unit integration asan run format format-check fuzz fuzz-smoke bench bench-sim soak soak-kill deps clean
 
 all: $(BINDIR)/skillgated $(BINDIR)/skillctl
 
@@ -92,8 +93,15 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	bash tests/run_fuzz.sh 10
 
-bench: deps all
+bench: deps all bench-sim
 	bash tests/bench/run.sh
+
+# The bench's SMSC simulator in C (tests/bench/lib.js runs it unless BENCH_SIM=node): always
+# optimised and without sanitizers, whatever BUILD/SAN say.
+bench-sim: build/bench/smscsim
+build/bench/smscsim: tests/bench/smscsim.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -o $@ $< $(shell pkg-config --cflags --libs libevent jansson) -lm
 
 # The kill -9 test of tests/integration/pipeline.test.js at full size (20,000 MOs).
 soak-kill: deps all
@@ -101,7 +109,7 @@ soak-kill: deps all
 		bash tests/run_integration.sh
 
 # An hour at moderate load, RSS sampled every 10 s: flat or not.
-soak: deps all
+soak: deps all bench-sim
 	bash tests/bench/soak.sh
 
 clean:

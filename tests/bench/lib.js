@@ -134,33 +134,59 @@ class Daemon {
 	}
 }
 
-/* A simulator process (simproc.js). */
+/*
+ * A simulator process. Two implementations of the same requests and replies: build/bench/smscsim
+ * (tests/bench/smscsim.c, `make bench-sim`; JSON lines on stdin/stdout), the default when built,
+ * because the two Node simulators took ~45 % of the 2-core box in the MO runs (§7: the simulator
+ * must not be the bottleneck); and simproc.js (Node, IPC) hosting tests/sim/smsc.js, the
+ * reference, with BENCH_SIM=node. BENCH_SIM_BIN names another C binary (e.g. a sanitizer build).
+ */
+const SIM_BIN = process.env.BENCH_SIM_BIN || path.join(ROOT, 'build/bench/smscsim');
+const SIM_KIND = process.env.BENCH_SIM || (fs.existsSync(SIM_BIN) ? 'c' : 'node');
+
 class Sim {
 	constructor(name) { this.name = name; this.n = 0; this.wait = new Map(); }
 	async start(simOpts) {
+		if (SIM_KIND === 'c') this._spawnC(); else this._forkNode();
+		this.pid = this.child.pid;
+		this.child.on('exit', () => { for (const w of this.wait.values()) w.reject(new Error(`${this.name} exited`)); this.wait.clear(); });
+		const r = await this.call('start', { sim: simOpts });
+		this.port = r.port;
+		return this;
+	}
+	_spawnC() {
+		if (!fs.existsSync(SIM_BIN)) throw new Error(`${SIM_BIN} is missing: make bench-sim (or BENCH_SIM=node)`);
+		this.child = track(spawn(SIM_BIN, [], { stdio: ['pipe', 'pipe', 'inherit'] }));
+		this.child.stdin.on('error', () => {}); /* EPIPE once it exited: 'exit' rejects the calls */
+		let buf = '';
+		this.child.stdout.setEncoding('utf8');
+		this.child.stdout.on('data', (s) => {
+			buf += s;
+			for (let i; (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) this._reply(JSON.parse(buf.slice(0, i)));
+		});
+		this.send = (m) => this.child.stdin.write(JSON.stringify(m) + '\n');
+	}
+	_forkNode() {
 		/* a young generation large enough that the simulators' garbage collection
 		 * does not stall them for tens of ms (it showed in the latency figures);
 		 * BENCH_SIM_NODE_ARGS adds node options, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" */
 		const execArgv = ['--max-semi-space-size=64',
 			...(process.env.BENCH_SIM_NODE_ARGS || '').split(' ').filter(Boolean)];
 		this.child = track(fork(path.join(__dirname, 'simproc.js'), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
-		this.pid = this.child.pid;
-		this.child.on('message', (m) => {
-			const w = this.wait.get(m.id);
-			if (!w) return;
-			this.wait.delete(m.id);
-			if (m.ok) w.resolve(m); else w.reject(new Error(`${this.name}: ${m.error}`));
-		});
-		this.child.on('exit', () => { for (const w of this.wait.values()) w.reject(new Error(`${this.name} exited`)); this.wait.clear(); });
-		const r = await this.call('start', { sim: simOpts });
-		this.port = r.port;
-		return this;
+		this.child.on('message', (m) => this._reply(m));
+		this.send = (m) => this.child.send(m);
+	}
+	_reply(m) {
+		const w = this.wait.get(m.id);
+		if (!w) return;
+		this.wait.delete(m.id);
+		if (m.ok) w.resolve(m); else w.reject(new Error(`${this.name}: ${m.error}`));
 	}
 	call(cmd, args = {}) {
 		const id = ++this.n;
 		return new Promise((resolve, reject) => {
 			this.wait.set(id, { resolve, reject });
-			this.child.send({ id, cmd, ...args });
+			this.send({ id, cmd, ...args });
 		});
 	}
 	async stop() {
