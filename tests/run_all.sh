@@ -25,7 +25,7 @@ stage() { # name, command...
 	rm -f "$log"
 }
 [ -d node_modules ] || npm ci --no-audit --no-fund
-stage build make -j2 all unit-bins
+stage build make -j2 all unit-bins bench-sim
 stage unit bash tests/run_unit.sh build
 stage integration bash tests/run_integration.sh
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
