@@ -1,8 +1,8 @@
 'use strict';
 /*
  * lib.js — helpers of the bench orchestrator (bench.js): databases on the bench's private
- * PostgreSQL, skillgated configs and processes, simulator processes (simproc.js) over IPC, CPU and
- * RSS sampling from /proc, and statistics.
+ * PostgreSQL, skillgated configs and processes, simulator processes (smscsim, or simproc.js with
+ * BENCH_SIM=node), CPU and RSS sampling from /proc, and statistics.
  */
 const { spawn, fork, execFile } = require('node:child_process');
 const fs = require('node:fs');
@@ -82,7 +82,7 @@ async function createDb(name) {
 function daemonConf(file, conninfo, links, extra = {}) {
 	const sections = {
 		gateway: { log_level: 'info', shutdown_timeout: 5, link_lock: process.env.BENCH_LINK_LOCK || 'yes' },
-		database: { conninfo, pool: 4, batch_max: 256, batch_wait_ms: Number(process.env.BENCH_BATCH_WAIT_MS || 2), dedupe_window: 0, slow_ms: 80, ...(extra.database || {}) },
+		database: { conninfo, pool: Number(process.env.BENCH_POOL || 4), batch_max: 256, batch_wait_ms: Number(process.env.BENCH_BATCH_WAIT_MS || 2), dedupe_window: 0, slow_ms: 80, ...(extra.database || {}) },
 		http: { listen: process.env.BENCH_HTTP || '' },
 		campaign: { quiet_hours: '', daily_cap: 0 }, /* runs re-use numbers: no per-number daily cap */
 		content: { dir: path.join(ROOT, 'config/content'), ...(extra.content || {}) },

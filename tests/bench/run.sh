@@ -8,9 +8,12 @@
 #   BENCH_RUNS=N       runs per figure (default 3)
 #   BENCH_ONLY=a,b     scenarios: mo,mt,rate,sessions,reports,kannel (default all)
 #   BENCH_SIMS=N       simulator processes / links for MO and MT (default 2)
+#   BENCH_SIM=c|node   the simulator: build/bench/smscsim (make bench-sim; the default when built)
+#                      or tests/bench/simproc.js (Node, hosting tests/sim/smsc.js)
 #   BENCH_NO_KANNEL=1  skip the Kannel reference
 #   BENCH_NO_FOLD=1    skip the MO runs with replies folded to GSM-7 (text = fold)
 #   BENCH_WINDOW=N     SMPP window of each link (default 100)
+#   BENCH_POOL=N       [database] pool of the daemons (default 4)
 #   SG_BIN=DIR         binaries (default bin/)
 #   BENCH_LAT_RATE=N   offered MO/s of the latency figure (default 1000, the §7 load)
 #   BENCH_LAT_ONLY=1   mo: the latency figure only (no throughput or fold runs)
