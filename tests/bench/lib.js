@@ -278,6 +278,6 @@ function fmt(x) {
 }
 
 module.exports = {
-	ROOT, BIN, PG_PORT, sleep, freePort, run, pgClient, adminQuery, iniText, createDb, daemonConf, Daemon, Sim,
+	ROOT, BIN, SIM_KIND, PG_PORT, sleep, freePort, run, pgClient, adminQuery, iniText, createDb, daemonConf, Daemon, Sim,
 	CpuMeter, pgPids, track, rssKiB, median, fmt, procTicks, childrenOf,
 };

@@ -1280,25 +1280,26 @@ res_timer(event_callback_fn cb, bool persist, double ms)
 	return ev;
 }
 
+/* The loop's state, made current (R); NULL when the request is refused, and answered. */
 static struct residents *
-res_new(json_t *id, json_t *m, enum loop_kind kind, const char **err)
+res_new(json_t *id, json_t *m, enum loop_kind kind)
 {
 	json_t *script = json_object_get(m, "script");
 	if (!json_is_array(script) || !json_array_size(script) ||
 	    json_array_size(script) > SCRIPT_MAX) {
-		*err = "script: an array of 1..64 strings";
+		reply_err(id, "script: an array of 1..64 strings");
 		return NULL;
 	}
 	for (size_t i = 0; i < json_array_size(script); i++) {
 		json_t *t = json_array_get(script, i);
 		if (!json_is_string(t) || json_string_length(t) > 254) {
-			*err = "script: strings of at most 254 bytes";
+			reply_err(id, "script: strings of at most 254 bytes");
 			return NULL;
 		}
 	}
 	struct residents *r = calloc(1, sizeof *r);
 	if (!r) {
-		*err = "out of memory";
+		reply_err(id, "out of memory");
 		return NULL;
 	}
 	r->kind = kind;
@@ -1434,11 +1435,8 @@ closed_end_cb(evutil_socket_t fd, short what, void *arg)
 static void
 start_closed(json_t *id, json_t *m)
 {
-	const char *err = NULL;
-	if (!res_new(id, m, LOOP_CLOSED, &err)) {
-		reply_err(id, err);
+	if (!res_new(id, m, LOOP_CLOSED))
 		return;
-	}
 	R->ramp = res_timer(ramp_cb, true, 20);
 	R->warm = res_timer(warm_cb, false, R->warmup_ms);
 	R->end = res_timer(closed_end_cb, false, R->warmup_ms + R->duration_ms);
@@ -1476,11 +1474,8 @@ fill_again(struct conv *c)
 static void
 start_fill(json_t *id, json_t *m)
 {
-	const char *err = NULL;
-	if (!res_new(id, m, LOOP_FILL, &err)) {
-		reply_err(id, err);
+	if (!res_new(id, m, LOOP_FILL))
 		return;
-	}
 	R->cpu0 = cpu_snap();
 	R->t0 = now_ms();
 	R->fin = res_timer(res_finish_cb, false, -1);
@@ -1561,11 +1556,8 @@ open_end_cb(evutil_socket_t fd, short what, void *arg)
 static void
 start_open(json_t *id, json_t *m)
 {
-	const char *err = NULL;
-	if (!res_new(id, m, LOOP_OPEN, &err)) {
-		reply_err(id, err);
+	if (!res_new(id, m, LOOP_OPEN))
 		return;
-	}
 	R->t0 = now_ms();
 	R->cpu0 = cpu_snap();
 	R->pump = res_timer(pump_cb, false, -1);

@@ -5,6 +5,7 @@
 // own harness (tests/bench/lib.js) with every MO answered. Figures are the bench's business; this
 // checks that the tool works.
 const test = require('node:test');
+const { after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -15,6 +16,7 @@ const h = require('./lib/harness');
 process.env.BENCH_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'sgbenchsim-'));
 process.env.BENCH_SIM = 'c';
 const L = require('../bench/lib');
+after(() => fs.rmSync(process.env.BENCH_DIR, { recursive: true, force: true }));
 
 const SCRIPT = ['HOC 1', 'A', 'B', 'C', 'D', 'A'];
 
