@@ -18,6 +18,8 @@
 #   BENCH_LAT_RATE=N   offered MO/s of the latency figure (default 1000, the §7 load)
 #   BENCH_LAT_ONLY=1   mo: the latency figure only (no throughput or fold runs)
 #   BENCH_PG_CONF=S    extra postgresql.conf lines (experiments)
+#   BENCH_PG_LOG=F     copy PostgreSQL's server log to F at the end
+#   BENCH_COLD_WAL=1   start with no WAL segments allocated ahead (a new cluster)
 #   BENCH_PGSS=1       profile PostgreSQL: print the statements that took the most time
 #   BENCH_HTTP=H:P     give the daemons an HTTP listener (/metrics) at H:P
 #   BENCH_DEBUG=1      when a run's backlog takes over 15 s to drain, print outbox states (and /metrics)
@@ -42,14 +44,16 @@ port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{
 cleanup() {
 	scripts/pg.sh stop "$dir/pg" >/dev/null 2>&1
 	[ -n "${BENCH_EXPLAIN:-}" ] && cp "$dir/pg/server.log" "$BENCH_EXPLAIN"
+	[ -n "${BENCH_PG_LOG:-}" ] && cp "$dir/pg/server.log" "$BENCH_PG_LOG"
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 # Checkpoints spaced as a write-heavy production server would have them (the
 # defaults, 1 GB of WAL, checkpoint every ~40 s of MO load); durability is
-# unchanged: synchronous_commit and fsync stay on.
-export PG_EXTRA_CONF=$'max_wal_size = 4GB\ncheckpoint_timeout = 15min'
+# unchanged: synchronous_commit and fsync stay on. min_wal_size keeps 2 GB of
+# WAL segments for reuse at each checkpoint (see below, after the start).
+export PG_EXTRA_CONF=$'max_wal_size = 4GB\ncheckpoint_timeout = 15min\nmin_wal_size = 2GB'
 if [ -n "${BENCH_PGSS:-}" ]; then
 	export PG_EXTRA_CONF="$PG_EXTRA_CONF"$'\nshared_preload_libraries = \'pg_stat_statements\'\npg_stat_statements.track = all'
 fi
@@ -60,6 +64,17 @@ if [ -n "${BENCH_PG_CONF:-}" ]; then
 	export PG_EXTRA_CONF="${PG_EXTRA_CONF:-}"$'\n'"$BENCH_PG_CONF"
 fi
 PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL did not start" >&2; exit 0; }
+# The WAL segments of a server that has been running: its checkpoints recycle
+# old segments as the next ones, so commits write into files already there. A
+# new cluster has none, and the backend that fills its last segment creates the
+# next one, writing 16 MB of zeros and flushing them while every commit waits
+# (README, Benchmarks). 128 segments (2 GB) written once and recycled by a checkpoint.
+if [ -z "${BENCH_COLD_WAL:-}" ]; then
+	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q \
+		-c "DO \$\$ BEGIN FOR i IN 1..128 LOOP PERFORM txid_current(); COMMIT; PERFORM pg_switch_wal(); END LOOP; END \$\$" \
+		-c "CHECKPOINT" >/dev/null && export BENCH_WAL_AHEAD=1 ||
+		echo "bench: could not allocate WAL segments ahead; the figures include their creation" >&2
+fi
 export SG_PG_PORT=$port SG_PG_DIR=$dir/pg BENCH_DIR=$dir
 node tests/bench/bench.js
 rc=$?
