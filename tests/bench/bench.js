@@ -479,7 +479,7 @@ async function gitSha() {
 async function main() {
 	const started = new Date();
 	const sha = await gitSha(); /* the commit measured: read before the runs, not after */
-	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, ${NSIMS} simulator process(es) (${L.SIM_KIND === 'c' ? 'build/bench/smscsim' : 'simproc.js, Node'}), PostgreSQL synchronous_commit=on fsync=on max_wal_size=4GB checkpoint_timeout=15min min_wal_size=2GB, ${WAL_AHEAD ? '2 GB of WAL segments allocated ahead' : 'no WAL segment allocated ahead (a new cluster: each one is created as commits wait)'}`);
+	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, ${NSIMS} simulator process(es) (${L.SIM_KIND === 'c' ? 'build/bench/smscsim' : 'simproc.js, Node'}), PostgreSQL synchronous_commit=on fsync=on max_wal_size=4GB checkpoint_timeout=15min min_wal_size=2GB backend_flush_after=256kB, ${WAL_AHEAD ? '2 GB of WAL segments allocated ahead' : 'no WAL segment allocated ahead (a new cluster: each one is created as commits wait)'}`);
 	out(`bench config: dedupe_window = 0 (residents answer "A" twice within seconds), link window ${process.env.BENCH_WINDOW || 100}, rate 0 unless stated, no quiet hours, no daily cap, log_level info`);
 	const vm = (k) => { try { return require('node:fs').readFileSync(`/proc/sys/vm/${k}`, 'utf8').trim(); } catch { return '?'; } };
 	out(`host writeback: vm.dirty_background_ratio ${vm('dirty_background_ratio')}, dirty_background_bytes ${vm('dirty_background_bytes')}, dirty_expire_centisecs ${vm('dirty_expire_centisecs')} (see README, Benchmarks: stalls after the throughput runs)`);
