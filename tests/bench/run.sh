@@ -67,6 +67,7 @@ fi
 if [ -n "${BENCH_PG_CONF:-}" ]; then
 	export PG_EXTRA_CONF="${PG_EXTRA_CONF:-}"$'\n'"$BENCH_PG_CONF"
 fi
+export BENCH_PG_SETTINGS=$PG_EXTRA_CONF # printed in the bench's header and JSON
 PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL did not start" >&2; exit 0; }
 # The WAL segments of a server that has been running: its checkpoints recycle
 # old segments as the next ones, so commits write into files already there. A
