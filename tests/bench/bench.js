@@ -37,7 +37,7 @@ const D = {
 };
 const SCRIPT = ['HOC 1', 'A', 'B', 'C', 'D', 'A'];
 
-const WAL_AHEAD = !!process.env.BENCH_WAL_AHEAD; /* run.sh allocated the WAL segments (a server that has been running) */
+const WAL_AHEAD = Number(process.env.BENCH_WAL_AHEAD || 0); /* WAL segments run.sh put in place (a server that has been running); 0: a new cluster's */
 /* postgresql.conf lines run.sh added (its settings, then BENCH_PGSS / BENCH_EXPLAIN / BENCH_PG_CONF ones) */
 const PG_SETTINGS = (process.env.BENCH_PG_SETTINGS || '').split('\n').map((l) => l.trim()).filter(Boolean);
 const results = { figures: {}, notes: [], cpu: {}, quick: QUICK, runs: RUNS, sims: NSIMS, simulator: L.SIM_KIND, walAhead: WAL_AHEAD, pgSettings: PG_SETTINGS };
@@ -481,7 +481,7 @@ async function gitSha() {
 async function main() {
 	const started = new Date();
 	const sha = await gitSha(); /* the commit measured: read before the runs, not after */
-	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, ${NSIMS} simulator process(es) (${L.SIM_KIND === 'c' ? 'build/bench/smscsim' : 'simproc.js, Node'}), PostgreSQL synchronous_commit=on fsync=on ${PG_SETTINGS.join(' ').replace(/ = /g, '=')}, ${WAL_AHEAD ? '2 GB of WAL segments allocated ahead' : 'no WAL segment allocated ahead (a new cluster: each one is created as commits wait)'}`);
+	out(`skillgate bench ${QUICK ? '(BENCH_QUICK) ' : ''}— ${RUNS} run(s) per figure, ${require('node:os').cpus().length} cores, ${NSIMS} simulator process(es) (${L.SIM_KIND === 'c' ? 'build/bench/smscsim' : 'simproc.js, Node'}), PostgreSQL synchronous_commit=on fsync=on ${PG_SETTINGS.join(' ').replace(/ = /g, '=')}, ${WAL_AHEAD ? `${WAL_AHEAD} WAL segments (${WAL_AHEAD * 16} MB) in place` : 'no WAL segment in place (a new cluster: each one is created as commits wait)'}`);
 	out(`bench config: dedupe_window = 0 (residents answer "A" twice within seconds), link window ${process.env.BENCH_WINDOW || 100}, rate 0 unless stated, no quiet hours, no daily cap, log_level info`);
 	const vm = (k) => { try { return require('node:fs').readFileSync(`/proc/sys/vm/${k}`, 'utf8').trim(); } catch { return '?'; } };
 	out(`host writeback: vm.dirty_background_ratio ${vm('dirty_background_ratio')}, dirty_background_bytes ${vm('dirty_background_bytes')}, dirty_expire_centisecs ${vm('dirty_expire_centisecs')} (see README, Benchmarks: stalls after the throughput runs)`);

@@ -94,14 +94,13 @@ async function settle(ctx, sims, what, maxMs = 180000) {
 }
 
 /* bearerbox's own account of its queues and DLR storage (admin status page), for the log. */
-function kannelStatus(k) {
-	return new Promise((resolve) => {
-		http.get(`http://127.0.0.1:${k.ports.ADMIN_PORT}/status.txt?password=bench`, (r) => {
-			let b = '';
-			r.on('data', (c) => { b += c; });
-			r.on('end', () => resolve(b.split('\n').filter((l) => /^(SMS|DLR):/.test(l.trim())).map((l) => l.trim()).join('; ')));
-		}).on('error', (e) => resolve(`status page: ${e.message}`));
-	});
+async function kannelStatus(k) {
+	try {
+		const b = await (await fetch(`http://127.0.0.1:${k.ports.ADMIN_PORT}/status.txt?password=bench`)).text();
+		return b.split('\n').map((l) => l.trim()).filter((l) => /^(SMS|DLR):/.test(l)).join('; ');
+	} catch (e) {
+		return `status page: ${e.message}`;
+	}
 }
 
 async function scenario(ctx) {

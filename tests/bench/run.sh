@@ -73,11 +73,13 @@ PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL d
 # old segments as the next ones, so commits write into files already there. A
 # new cluster has none, and the backend that fills its last segment creates the
 # next one, writing 16 MB of zeros and flushing them while every commit waits
-# (README, Benchmarks). 128 segments (2 GB) written once and recycled by a checkpoint.
+# (README, Benchmarks). 128 segments (2 GB, min_wal_size above) written once and
+# recycled by a checkpoint; BENCH_WAL_AHEAD tells bench.js how many.
 if [ -z "${BENCH_COLD_WAL:-}" ]; then
+	segs=128
 	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q \
-		-c "DO \$\$ BEGIN FOR i IN 1..128 LOOP PERFORM txid_current(); COMMIT; PERFORM pg_switch_wal(); END LOOP; END \$\$" \
-		-c "CHECKPOINT" >/dev/null && export BENCH_WAL_AHEAD=1 ||
+		-c "DO \$\$ BEGIN FOR i IN 1..$segs LOOP PERFORM txid_current(); COMMIT; PERFORM pg_switch_wal(); END LOOP; END \$\$" \
+		-c "CHECKPOINT" >/dev/null && export BENCH_WAL_AHEAD=$segs ||
 		echo "bench: could not allocate WAL segments ahead; the figures include their creation" >&2
 fi
 export SG_PG_PORT=$port SG_PG_DIR=$dir/pg BENCH_DIR=$dir
