@@ -184,6 +184,28 @@ describe('campaigns in the database (controlled clock)', () => {
     assert.deepEqual(idx, []);
   });
 
+  it('subscribers: numbers inserted together leave room on their pages for an answer\'s update (HOT, 022)', async () => {
+    // 400 numbers in one statement, as a batch of new residents arrives, fill
+    // pages in a row; then every fourth answers (flow_state, flow_state_at,
+    // last_mo_at), all in one transaction so that no dead version can be
+    // pruned to make room. Packed full, none of those updates stays on its page.
+    await env.sql('BEGIN');
+    try {
+      await env.sql(`INSERT INTO subscribers (msisdn, flow_state, flow_state_at, last_mo_at)
+                     SELECT '84932' || lpad(g::text, 6, '0'), 'Q:1:dvc01,dvc02,dvc03:1:0:0', now(), now()
+                       FROM generate_series(1, 400) g`);
+      const upd = await env.sql(`UPDATE subscribers SET flow_state = 'Q:1:dvc01,dvc02,dvc03:2:1:0',
+                                        flow_state_at = now(), last_mo_at = now()
+                                  WHERE msisdn LIKE '84932%' AND right(msisdn, 6)::int % 4 = 0 RETURNING 1`);
+      assert.equal(upd.length, 100);
+      const [{ hot }] = await env.sql(
+        "SELECT pg_stat_get_xact_tuples_hot_updated('subscribers'::regclass)::int AS hot");
+      assert.equal(hot, 100, 'every answer rewrote its row in place');
+    } finally {
+      await env.sql('ROLLBACK');
+    }
+  });
+
   it('reminders: one per number per day, three per skill, none to opted-out numbers or mid-flow', async () => {
     await configure(env, { reminder_failed_delay: 0, reminder_next_delay: 0, flow_idle_timeout: 600 });
     await env.sql(`INSERT INTO subscribers (msisdn) VALUES ('84960000001'), ('84960000002'), ('84960000003')`);
