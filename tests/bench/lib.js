@@ -24,6 +24,10 @@ function track(child) {
 	return child;
 }
 process.on('exit', () => { for (const c of live) try { c.kill('SIGKILL'); } catch { /* gone */ } });
+/* and when it is interrupted: a signal to the bench alone (not its process
+ * group) left bearerbox and smsbox running */
+process.once('SIGINT', () => process.exit(130));
+process.once('SIGTERM', () => process.exit(143));
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
