@@ -21,8 +21,17 @@
 -- The index is built inside the migration's transaction, which blocks
 -- writes to mt_messages for one scan of the table; on a big outbox, build it
 -- first by hand with CREATE INDEX CONCURRENTLY (same name and definition:
--- IF NOT EXISTS then skips it).
+-- IF NOT EXISTS then skips it; one left invalid by a failed concurrent build
+-- is dropped and built here).
 
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                WHERE c.relname = 'mt_messages_campaign_msisdn' AND pg_table_is_visible(c.oid)
+                  AND NOT i.indisvalid) THEN
+        DROP INDEX mt_messages_campaign_msisdn;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS mt_messages_campaign_msisdn ON mt_messages (msisdn, created_at)
     WHERE kind IN ('broadcast', 'reminder');
 DROP INDEX IF EXISTS mt_messages_msisdn;

@@ -300,6 +300,20 @@ describe('campaigns in the database (controlled clock)', () => {
                                 WHERE tablename = 'mt_messages' AND indexdef ~ '\\(msisdn'`);
     assert.deepEqual(idx.map((r) => r.indexname), ['mt_messages_campaign_msisdn']);
     assert.match(idx[0].indexdef, /WHERE \(kind = ANY \(ARRAY\['broadcast'::text, 'reminder'::text\]\)\)$/);
+
+    // an upgrade whose concurrent build of the index failed (left invalid under
+    // that name): the migration drops it and builds the right one
+    await env.sql('DROP INDEX mt_messages_campaign_msisdn');
+    await assert.rejects(env.sql(`CREATE UNIQUE INDEX CONCURRENTLY mt_messages_campaign_msisdn
+                                  ON mt_messages (kind) WHERE kind IN ('broadcast', 'reminder')`), /could not create unique index/);
+    const valid = async () => (await env.sql(`SELECT i.indisvalid AS ok, pg_get_indexdef(i.indexrelid) AS def
+                                                FROM pg_index i
+                                               WHERE i.indexrelid = 'mt_messages_campaign_msisdn'::regclass`))[0];
+    assert.equal((await valid()).ok, false);
+    await env.sql(fs.readFileSync(path.join(__dirname, '../../sql/023_campaign_msisdn.sql'), 'utf8'));
+    const rebuilt = await valid();
+    assert.equal(rebuilt.ok, true);
+    assert.match(rebuilt.def, /\(msisdn, created_at\) WHERE/);
   });
 
   it('opt-out between scheduling and sending: the guard cancels, nothing is claimed', async () => {
