@@ -9,8 +9,9 @@
 -- indexes: in the bench's MO runs 26 % of the subscriber updates were HOT, and
 -- the table grew to 440 bytes per row. With 30 % of each page kept free at
 -- insert, 58 % were (the rest are a quiz's start and end, which change
--- quiz_open, indexed on purpose; see 021), and PostgreSQL's CPU per MO in the
--- first throughput run fell from 233–251 to 211–217 µs.
+-- quiz_open, indexed on purpose; see 021), at 163 bytes per row, and
+-- PostgreSQL's CPU per MO fell by about 4 %, inside the host's noise (README,
+-- Benchmarks).
 --
 -- Pages already written keep their packing until the table is rewritten
 -- (VACUUM FULL, or pg_repack without the exclusive lock); new pages get the
