@@ -51,13 +51,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 # Checkpoints spaced as a write-heavy production server would have them (the
 # defaults, 1 GB of WAL, checkpoint every ~40 s of MO load); durability is
-# unchanged: synchronous_commit and fsync stay on. min_wal_size keeps 2 GB of
-# WAL segments for reuse at each checkpoint (see below, after the start).
+# unchanged: synchronous_commit and fsync stay on. min_wal_size keeps the
+# wal_segs segments put in place below (2 GB) for reuse at each checkpoint.
 # backend_flush_after: each backend asks the kernel to write back what it wrote
 # every 256 kB, as the checkpointer and bgwriter do by default, so the growing
 # tables' pages do not pile up dirty (700 MB) and go out in bursts that a WAL
 # flush waits behind (README, Benchmarks).
-export PG_EXTRA_CONF=$'max_wal_size = 4GB\ncheckpoint_timeout = 15min\nmin_wal_size = 2GB\nbackend_flush_after = 256kB'
+wal_segs=128
+export PG_EXTRA_CONF="max_wal_size = 4GB
+checkpoint_timeout = 15min
+min_wal_size = $((wal_segs * 16))MB
+backend_flush_after = 256kB"
 if [ -n "${BENCH_PGSS:-}" ]; then
 	export PG_EXTRA_CONF="$PG_EXTRA_CONF"$'\nshared_preload_libraries = \'pg_stat_statements\'\npg_stat_statements.track = all'
 fi
@@ -73,13 +77,12 @@ PG_FSYNC=on scripts/pg.sh start "$dir/pg" "$port" || { echo "bench: PostgreSQL d
 # old segments as the next ones, so commits write into files already there. A
 # new cluster has none, and the backend that fills its last segment creates the
 # next one, writing 16 MB of zeros and flushing them while every commit waits
-# (README, Benchmarks). 128 segments (2 GB, min_wal_size above) written once and
+# (README, Benchmarks). wal_segs segments (min_wal_size above) written once and
 # recycled by a checkpoint; BENCH_WAL_AHEAD tells bench.js how many.
 if [ -z "${BENCH_COLD_WAL:-}" ]; then
-	segs=128
 	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q \
-		-c "DO \$\$ BEGIN FOR i IN 1..$segs LOOP PERFORM txid_current(); COMMIT; PERFORM pg_switch_wal(); END LOOP; END \$\$" \
-		-c "CHECKPOINT" >/dev/null && export BENCH_WAL_AHEAD=$segs ||
+		-c "DO \$\$ BEGIN FOR i IN 1..$wal_segs LOOP PERFORM txid_current(); COMMIT; PERFORM pg_switch_wal(); END LOOP; END \$\$" \
+		-c "CHECKPOINT" >/dev/null && export BENCH_WAL_AHEAD=$wal_segs ||
 		echo "bench: could not allocate WAL segments ahead; the figures include their creation" >&2
 fi
 export SG_PG_PORT=$port SG_PG_DIR=$dir/pg BENCH_DIR=$dir
