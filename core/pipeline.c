@@ -618,9 +618,13 @@ mo_run_flows(struct pipeline *p, struct mo_item *items, const struct mo_row *row
 		if (fresh) {
 			/* sg_mo_commit stores the MO ("in") under the id sg_mo_prepare
 			 * reserved ("mo"); sg_mo_apply then stamps the number's last_mo_at
-			 * ("seen") and leaves the row's state as stored ("fresh") */
+			 * ("seen") and leaves the row's state as stored ("fresh"). "known":
+			 * the snapshot found the number, so sg_mo_commit does not try to
+			 * insert it (026) */
 			kv_bool(b, "fresh", true);
 			kv_bool(b, "seen", true);
+			if (!looping && !rows[r].sub.is_new)
+				kv_bool(b, "known", true);
 			strbuf_json_key(b, "in");
 			strbuf_json_open(b, '{');
 			kv_str(b, "link", m->link);

@@ -297,6 +297,105 @@ test('sg_mo_commit: within a batch the latest MO of a number wins; snapshots lis
   }
 });
 
+// sg_mo_commit (026) inserts the numbers of a batch's elements unless the
+// daemon marked them "known" (its sg_mo_prepare read found them); an element
+// without the mark (a previous daemon's) is inserted as before.
+test('sg_mo_commit inserts only the numbers not marked known (026)', async () => {
+  const env = await h.start({ daemon: false });
+  try {
+    const nums = ['84913000041', '84913000042', '84913000043'];
+    const prep = await env.sql('SELECT idx, mo_id::text FROM sg_mo_prepare($1::text[], $2::text[], $3::text[], $4::text[], 0, 10, 60) ORDER BY idx',
+      [nums.map(() => 'viettel'), nums.map(() => ''), nums, nums.map(() => 'HELP')]);
+    const el = (i, extra) => ({
+      mo: prep[i].mo_id, fresh: true, seen: true, msisdn: nums[i], src: 'sms', state: '', sc: false, lang: '',
+      opt: 0, help: true, join: '', replies: [], ev: [], link: 'viettel', ...extra,
+      in: { link: 'viettel', smsc_id: '', dest: '8079', text: 'HELP', partial: false, state: 'processed' },
+    });
+    // the second is marked known though it is not there: the mark is what
+    // spares the insert (in the daemon it comes from the subscriber row read)
+    await env.sql("SELECT * FROM sg_mo_commit($1::jsonb, 'both', 'test')",
+      [JSON.stringify([el(0, {}), el(1, { known: true }), el(2, { known: false })])]);
+    const subs = await env.sql('SELECT msisdn FROM subscribers WHERE msisdn = ANY ($1) ORDER BY 1', [nums]);
+    assert.deepEqual(subs.map((r) => r.msisdn), [nums[0], nums[2]]);
+    const mos = await env.sql("SELECT msisdn FROM mo_messages WHERE msisdn = ANY ($1) AND state = 'processed' ORDER BY 1", [nums]);
+    assert.deepEqual(mos.map((r) => r.msisdn), nums, 'every MO stored');
+  } finally {
+    await env.stop();
+  }
+});
+
+// The flow engine's read of a batch (024) finds a number's proficiency with
+// one probe of proficiency_pkey (a range scan of the number's rows), not one
+// per skill, and none for a number it does not know.
+test('sg_sub_snapshots reads a number\'s proficiency with one index probe, not one per skill (024)', async () => {
+  const env = await h.start({ daemon: false });
+  try {
+    const [a, b, c, unknown] = ['84913000021', '84913000022', '84913000023', '84913000029'];
+    await env.sql('INSERT INTO subscribers (msisdn) VALUES ($1), ($2), ($3)', [a, b, c]);
+    await env.sql(`INSERT INTO proficiency (msisdn, skill, self_level, self_source, best_quiz, quiz_passed_at, quiz_source)
+                   VALUES ($1, 'payment', 2, 'sms', 5, now(), 'sms'), ($1, 'platforms', 1, 'ussd', NULL, NULL, NULL),
+                          ($2, 'public_services', NULL, NULL, 3, NULL, 'sms')`, [a, b]);
+    const scans = async () => (await env.sql(
+      "SELECT pg_stat_get_xact_numscans('proficiency_pkey'::regclass)::int AS n"))[0].n;
+    await env.sql('BEGIN');
+    try {
+      const s0 = await scans();
+      const snap = await env.sql(`SELECT msisdn, self_levels, best_quiz, passed
+                                    FROM sg_sub_snapshots(ARRAY[$1, $2, $3, $4]) ORDER BY idx`, [a, b, c, unknown]);
+      assert.equal(await scans() - s0, 3, 'one probe per known number, none for the unknown one');
+      assert.deepEqual(snap, [
+        { msisdn: a, self_levels: '-1,-1,2,-1,1', best_quiz: '-1,-1,5,-1,-1', passed: '0,0,1,0,0' },
+        { msisdn: b, self_levels: '-1,-1,-1,-1,-1', best_quiz: '3,-1,-1,-1,-1', passed: '0,0,0,0,0' },
+        { msisdn: c, self_levels: '-1,-1,-1,-1,-1', best_quiz: '-1,-1,-1,-1,-1', passed: '0,0,0,0,0' },
+        { msisdn: null, self_levels: null, best_quiz: null, passed: null },
+      ]);
+    } finally {
+      await env.sql('ROLLBACK');
+    }
+  } finally {
+    await env.stop();
+  }
+});
+
+// sg_mo_prepare is planned once per session (025): a small batch no longer
+// pays for planning its statements on every call. Its generic plan is made
+// with the statistics of the moment, so it must stay on the indexes after
+// mo_messages has grown from nothing: no sequential scan of it, and
+// duplicates (by SMSC id) and loops (by number and text) are still found.
+test('sg_mo_prepare: planned once per session, and by index after the tables grew (025)', async () => {
+  const env = await h.start({ daemon: false });
+  try {
+    const [cfg] = await env.sql("SELECT proconfig FROM pg_proc WHERE proname = 'sg_mo_prepare'");
+    assert.ok(cfg.proconfig.includes('plan_cache_mode=force_generic_plan'), String(cfg.proconfig));
+    const prepare = (smscIds, nums, texts) => env.sql(
+      `SELECT idx, status FROM sg_mo_prepare($1::text[], $2::text[], $3::text[], $4::text[], 0, 3, 600)
+        ORDER BY idx`, [nums.map(() => 'viettel'), smscIds, nums, texts]);
+    await env.sql('ANALYZE mo_messages');
+    // the plan, made with mo_messages empty
+    assert.deepEqual((await prepare([''], ['84913000031'], ['HELP'])).map((r) => r.status), ['new']);
+    await env.sql(`INSERT INTO subscribers (msisdn) SELECT '8491301' || lpad(g::text, 4, '0') FROM generate_series(0, 9999) g`);
+    await env.sql(`INSERT INTO mo_messages (link, smsc_id, msisdn, dest, text, state, received_at)
+                   SELECT 'viettel', 'grown-' || g, '8491301' || lpad((g % 10000)::text, 4, '0'), '8079', 'A',
+                          'processed', now() - interval '1 minute'
+                     FROM generate_series(1, 40000) g`);
+    await env.sql('ANALYZE mo_messages');
+    const seq = async () => (await env.sql(
+      "SELECT pg_stat_get_xact_numscans('mo_messages'::regclass)::int AS n"))[0].n;
+    await env.sql('BEGIN');
+    try {
+      const q0 = await seq();
+      const r = await prepare(['grown-7', 'new-1', ''], ['84913010007', '84913010008', '84913010009'], ['A', 'B', 'A']);
+      assert.equal(await seq() - q0, 0, 'mo_messages read by index only');
+      // grown-7 is stored; 84913010009 sent "A" 4 times in the last 10 minutes (loop_max 3)
+      assert.deepEqual(r.map((x) => x.status), ['duplicate', 'new', 'looping']);
+    } finally {
+      await env.sql('ROLLBACK');
+    }
+  } finally {
+    await env.stop();
+  }
+});
+
 // The heartbeat (019) looks for a dead instance's MTs only when an instance
 // is dead: with none, mt_messages is not read at all.
 test('the instance heartbeat reads no mt_messages when no instance is dead', async () => {

@@ -178,6 +178,30 @@ test('the duplicate check by SMSC id is an index lookup, not a scan of mo_messag
   }
 });
 
+// A number's first MO creates its subscriber row; after that the daemon marks
+// the number "known" (its snapshot found the row) and sg_mo_commit does not
+// propose it for insertion again (026). A BEFORE INSERT trigger sees every
+// row proposed, conflicting ones included.
+test('the daemon proposes a number for insertion at its first MO only', async () => {
+  const n = number();
+  await env.sql('CREATE TABLE t_sub_inserts (msisdn text)');
+  await env.sql(`CREATE FUNCTION t_sub_inserts_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN INSERT INTO t_sub_inserts VALUES (NEW.msisdn); RETURN NEW; END $$`);
+  await env.sql('CREATE TRIGGER t_sub_inserts BEFORE INSERT ON subscribers FOR EACH ROW EXECUTE FUNCTION t_sub_inserts_trg()');
+  try {
+    await say(n, 'EN');
+    await say(n, 'HELP');
+    await say(n, 'QUIZ 2');
+    const rows = await env.sql('SELECT msisdn FROM t_sub_inserts WHERE msisdn = $1', [n]);
+    assert.equal(rows.length, 1, 'proposed once, at the first MO');
+    assert.equal((await state(n)).language, 'en');
+  } finally {
+    await env.sql('DROP TRIGGER t_sub_inserts ON subscribers');
+    await env.sql('DROP FUNCTION t_sub_inserts_trg() CASCADE');
+    await env.sql('DROP TABLE t_sub_inserts');
+  }
+});
+
 test('a household becomes covered when a member passes the last missing skill', async () => {
   await env.sql("INSERT INTO households (code, commune_code, village) VALUES ('HN-0777', '00004', 'Tổ 7')");
   const a = number(), b = number();
