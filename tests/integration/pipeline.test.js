@@ -324,10 +324,11 @@ test('sg_mo_commit inserts only the numbers not marked known (026)', async () =>
   }
 });
 
-// The flow engine's read of a batch (024) finds a number's proficiency with
-// one probe of proficiency_pkey (a range scan of the number's rows), not one
-// per skill, and none for a number it does not know.
-test('sg_sub_snapshots reads a number\'s proficiency with one index probe, not one per skill (024)', async () => {
+// The flow engine's read of a batch (024) folds a number's proficiency rows
+// skill by skill without sorting them: the strings by skill position, a
+// skill without a row as -1 / -1 / 0, from one probe of proficiency_pkey per
+// known number and none for a number it does not know.
+test('sg_sub_snapshots: proficiency by skill position, one index probe per known number (024)', async () => {
   const env = await h.start({ daemon: false });
   try {
     const [a, b, c, unknown] = ['84913000021', '84913000022', '84913000023', '84913000029'];
