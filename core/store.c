@@ -6,6 +6,20 @@
  * CONNECTING again). Waiting requests sit in one FIFO shared by the pool;
  * whenever a connection becomes IDLE it takes the head. A cancelled request
  * stays in place (its query still runs) but its callback is cleared.
+ *
+ * Statements are prepared, by name, per connection: the first request of a
+ * given text on a session sends its Prepare first (one more round trip, once)
+ * and every later one only its name and parameters, so PostgreSQL does not
+ * parse, analyse and plan the call again for each batch (about 0.1 ms of its
+ * CPU per call; a batch at 1,000 MO/s makes three calls for about 5 MOs).
+ * PREP_MAX texts per session at most (the daemon has about 20); past that,
+ * unnamed statements. A prepared call whose plan the server will not reuse
+ * because a migration changed what the statement returns ("cached plan must
+ * not change result type", SQLSTATE 0A000: the statement did not run) is
+ * prepared again under a new name and sent once more, as is one whose
+ * statement the session lost (26000). Named statements need a connection of
+ * our own per session, as the link locks' advisory locks already do (a
+ * PgBouncer in front: session pooling).
  */
 #include "store.h"
 
@@ -18,6 +32,13 @@
 
 enum conn_state { PC_DOWN, PC_CONNECTING, PC_IDLE, PC_BUSY };
 
+enum { PREP_MAX = 64, PREP_NAMES_MAX = 4 * PREP_MAX };
+
+struct prep {
+	char *sql;
+	char name[16];
+};
+
 struct req {
 	struct req *next;
 	uint64_t id;
@@ -27,6 +48,7 @@ struct req {
 	store_cb cb;
 	void *arg;
 	struct timespec sent;
+	bool reprepared; /* sent again after its prepared plan went stale */
 };
 
 struct pgconn {
@@ -38,8 +60,14 @@ struct pgconn {
 	short watching;      /* what ev waits for */
 	struct event *retry; /* reconnect timer */
 	int backoff_ms;
-	struct req *cur; /* in flight */
-	PGresult *last;  /* result being collected */
+	struct req *cur;            /* in flight */
+	PGresult *last;             /* result being collected */
+	struct prep prep[PREP_MAX]; /* this session's prepared statements */
+	int nprep;
+	unsigned prep_seq; /* names given on this session: sg1, sg2, ... */
+	bool preparing;    /* the command in flight is cur's Prepare, named prep_name */
+	bool named;        /* the command in flight runs cur by name */
+	char prep_name[16];
 };
 
 struct store {
@@ -66,6 +94,7 @@ struct store {
 const double store_latency_bounds_ms[11] = {0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
 
 static void conn_connect(struct pgconn *c);
+static void conn_issue(struct pgconn *c);
 static void conn_event_cb(evutil_socket_t fd, short what, void *arg);
 static void store_dispatch(struct store *st);
 
@@ -99,6 +128,37 @@ store_check_drain(struct store *st)
 	}
 }
 
+static const struct prep *
+prep_find(const struct pgconn *c, const char *sql)
+{
+	for (int i = 0; i < c->nprep; i++)
+		if (strcmp(c->prep[i].sql, sql) == 0)
+			return &c->prep[i];
+	return NULL;
+}
+
+static void
+prep_forget(struct pgconn *c, const char *sql)
+{
+	for (int i = 0; i < c->nprep; i++)
+		if (strcmp(c->prep[i].sql, sql) == 0) {
+			free(c->prep[i].sql);
+			c->prep[i] = c->prep[--c->nprep];
+			return;
+		}
+}
+
+static void
+prep_clear(struct pgconn *c)
+{
+	for (int i = 0; i < c->nprep; i++)
+		free(c->prep[i].sql);
+	c->nprep = 0;
+	c->prep_seq = 0;
+	c->preparing = false;
+	c->named = false;
+}
+
 /* Moves c to DOWN, fails its in-flight request and schedules a reconnect. */
 static void
 conn_down(struct pgconn *c, const char *reason)
@@ -122,6 +182,7 @@ conn_down(struct pgconn *c, const char *reason)
 		PQfinish(c->pg);
 		c->pg = NULL;
 	}
+	prep_clear(c); /* gone with the session */
 	c->state = PC_DOWN;
 	if (was_up) {
 		st->up--;
@@ -250,13 +311,55 @@ store_record_latency(struct store *st, double ms)
 	st->stats.latency_sum_ms += ms;
 }
 
+/*
+ * The Prepare of c->cur succeeded (the statement is kept, and c->cur sent by
+ * name), or a call by name failed because its plan is stale (the statement is
+ * forgotten, and c->cur prepared again). Returns false when neither happened.
+ */
+static bool
+conn_prepared_step(struct pgconn *c, PGresult *res)
+{
+	struct req *r = c->cur;
+	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (c->preparing) {
+		c->preparing = false;
+		if (s != PGRES_COMMAND_OK)
+			return false; /* the statement's error is the request's */
+		struct prep *p = &c->prep[c->nprep];
+		if ((p->sql = strdup(r->sql)) == NULL)
+			fatal("out of memory");
+		memcpy(p->name, c->prep_name, sizeof p->name);
+		c->nprep++;
+	} else {
+		const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		/* 0A000: the plan would change the result type (a migration changed
+		 * it); 26000: the session has lost the statement (DISCARD ALL) */
+		if (!c->named || r->reprepared || state == NULL ||
+		    (strcmp(state, "0A000") != 0 && strcmp(state, "26000") != 0))
+			return false;
+		log_info("store",
+		         "connection %d: prepared statement went stale, preparing it again: %.80s",
+		         c->idx, r->sql);
+		prep_forget(c, r->sql);
+		r->reprepared = true;
+	}
+	if (res)
+		PQclear(res);
+	c->last = NULL;
+	conn_issue(c);
+	return true;
+}
+
 /* The in-flight query of c has produced all its results. */
 static void
 conn_complete(struct pgconn *c)
 {
 	struct store *st = c->st;
+	if ((c->preparing || c->named) && conn_prepared_step(c, c->last))
+		return; /* c->cur is on its way again */
 	struct req *r = c->cur;
 	PGresult *res = c->last;
+	c->named = false;
 	c->cur = NULL;
 	c->last = NULL;
 	c->state = PC_IDLE;
@@ -342,6 +445,40 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * Sends c->cur: by name when this session has prepared its text; else its
+ * Prepare (conn_complete then sends it by name); unnamed when the session
+ * has prepared as many statements as it may.
+ */
+static void
+conn_issue(struct pgconn *c)
+{
+	struct req *r = c->cur;
+	const char *const *values = (const char *const *)r->values;
+	const struct prep *p = prep_find(c, r->sql);
+	int ok;
+	c->preparing = c->named = false;
+	if (p != NULL) {
+		c->named = true;
+		ok = PQsendQueryPrepared(c->pg, p->name, r->nparams, values, NULL, NULL, 0);
+	} else if (c->nprep < PREP_MAX && c->prep_seq < PREP_NAMES_MAX) {
+		snprintf(c->prep_name, sizeof c->prep_name, "sg%u", ++c->prep_seq);
+		c->preparing = true;
+		ok = PQsendPrepare(c->pg, c->prep_name, r->sql, r->nparams, NULL);
+	} else {
+		ok = PQsendQueryParams(c->pg, r->sql, r->nparams, NULL, values, NULL, NULL, 0);
+	}
+	if (!ok) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	int f = PQflush(c->pg);
+	if (f < 0)
+		conn_down(c, PQerrorMessage(c->pg));
+	else
+		conn_watch(c, f == 1 ? (EV_READ | EV_WRITE | EV_PERSIST) : (EV_READ | EV_PERSIST));
+}
+
 static void
 conn_send(struct pgconn *c, struct req *r)
 {
@@ -351,16 +488,7 @@ conn_send(struct pgconn *c, struct req *r)
 	st->inflight++;
 	st->stats.queries++;
 	clock_gettime(CLOCK_MONOTONIC, &r->sent);
-	if (!PQsendQueryParams(c->pg, r->sql, r->nparams, NULL, (const char *const *)r->values,
-	                       NULL, NULL, 0)) {
-		conn_down(c, PQerrorMessage(c->pg));
-		return;
-	}
-	int f = PQflush(c->pg);
-	if (f < 0)
-		conn_down(c, PQerrorMessage(c->pg));
-	else
-		conn_watch(c, f == 1 ? (EV_READ | EV_WRITE | EV_PERSIST) : (EV_READ | EV_PERSIST));
+	conn_issue(c);
 }
 
 static void
@@ -451,6 +579,7 @@ store_free(struct store *st)
 			PQclear(c->last);
 		if (c->pg)
 			PQfinish(c->pg);
+		prep_clear(c);
 		req_free(c->cur);
 	}
 	while (st->head) {

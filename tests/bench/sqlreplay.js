@@ -17,7 +17,8 @@
  * Prints, per function: calls, rows returned, the backend's CPU time (/proc/PID/schedstat, in
  * nanoseconds: time on a CPU, not waiting) in all and per MO committed; once for every call, once
  * for the saturated part (batches of 128 MOs or more, as in the throughput runs, and the
- * sg_mt_outcomes calls after them), where a batch's fixed costs weigh least.
+ * sg_mt_outcomes calls after them), where a batch's fixed costs weigh least, and once for the
+ * smaller batches after them (the latency runs on the grown database).
  */
 const fs = require('node:fs');
 const readline = require('node:readline');
@@ -96,6 +97,7 @@ async function main() {
 	const part = () => ({ mos: 0, ...Object.fromEntries(KINDS.map((k) => [k, { calls: 0, rows: 0, ns: 0 }])) });
 	const all = part();
 	const big = part();
+	const after = part(); /* small batches after the big ones: the latency runs on a grown database */
 	let inBig = false;
 	const t0 = Date.now();
 	for (const c of calls) {
@@ -106,12 +108,21 @@ async function main() {
 			 * (with REPLAY_PGSS, its counters are reset where they begin) */
 			if (inBig && !was && process.env.REPLAY_UNTIL === 'big') break;
 			if (!inBig && was && process.env.REPLAY_UNTIL === 'small') break;
+			/* REPLAY_PGSS: its counters cover the batches from the first big one on,
+			 * or (REPLAY_PGSS=after) from the first smaller one after them */
 			if (inBig && !was && big.mos === 0 && process.env.REPLAY_PGSS) await db.query('SELECT pg_stat_statements_reset()');
+			if (!inBig && was && after.mos === 0 && process.env.REPLAY_PGSS === 'after') await db.query('SELECT pg_stat_statements_reset()');
+			/* REPLAY_PAUSE_AFTER=S: print the backend's pid there and wait S seconds (to attach perf) */
+			if (!inBig && was && after.mos === 0 && process.env.REPLAY_PAUSE_AFTER) {
+				console.log(`backend ${pid}: the smaller batches after the big ones begin in ${process.env.REPLAY_PAUSE_AFTER} s`);
+				await new Promise((r) => setTimeout(r, 1000 * Number(process.env.REPLAY_PAUSE_AFTER)));
+			}
 		}
 		const a = cpuNs(pid);
-		const r = await db.query(c.text, c.params);
+		/* REPLAY_PREPARED=1: named prepared statements, as the daemon sends them */
+		const r = await db.query(process.env.REPLAY_PREPARED ? { name: c.kind, text: c.text, values: c.params } : { text: c.text, values: c.params });
 		const b = cpuNs(pid);
-		for (const p of inBig ? [all, big] : [all]) {
+		for (const p of inBig ? [all, big] : big.mos > 0 ? [all, after] : [all]) {
 			const s = p[c.kind];
 			s.calls++;
 			s.rows += r.rowCount;
@@ -121,7 +132,8 @@ async function main() {
 	}
 	await db.end();
 	console.log(`${calls.length} calls, ${all.mos} MOs committed, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-	for (const [name, p] of [['every call', all], ['batches of 128 MOs or more', big]]) {
+	for (const [name, p] of [['every call', all], ['batches of 128 MOs or more', big],
+		['smaller batches after those', after]]) {
 		const total = KINDS.reduce((n, k) => n + p[k].ns, 0);
 		console.log(`  ${name}: ${p.mos} MOs`);
 		for (const k of KINDS) {

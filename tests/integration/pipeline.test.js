@@ -3,6 +3,7 @@
 // load, duplicates, priorities with a bulk backlog.
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
 const h = require('./lib/harness');
 
@@ -392,6 +393,58 @@ test('sg_mo_prepare: planned once per session, and by index after the tables gre
     } finally {
       await env.sql('ROLLBACK');
     }
+  } finally {
+    await env.stop();
+  }
+});
+
+// The daemon's statements are prepared once per connection (core/store.c):
+// each call after the first sends a name and parameters, not the text to
+// parse, analyse and plan again. PostgreSQL's log (log_min_duration_statement
+// = 0 for this database only) names what it ran. A migration that changes
+// what a prepared statement returns makes the server refuse its plan
+// (SQLSTATE 0A000, nothing run): the statement is prepared again and the call
+// sent once more, so the daemon goes on without an error.
+test('statements are prepared once per connection, and again when a migration changes their result', async () => {
+  const env = await h.start({ daemon: false, conf: { gateway: { link_lock_interval: 1 } } });
+  try {
+    const [{ db }] = await env.sql('SELECT current_database() AS db');
+    await env.sql(`ALTER DATABASE "${db}" SET log_min_duration_statement = 0`);
+    const logFile = path.join(PGDIR, 'server.log');
+    const from = fs.statSync(logFile).size;
+    await env.startDaemon();
+    const n = '84913000051';
+    for (const text of ['HELP', 'EN', 'HOC 1']) {
+      assert.equal(await env.sim.deliver({ from: n, to: '8079', text }), 0);
+    }
+    await env.waitFor(async () => (await env.sql(
+      "SELECT count(*)::int AS c FROM mo_messages WHERE msisdn = $1 AND state = 'processed'", [n]))[0].c === 3,
+    10000, 'the MOs to be processed');
+    const pgLog = () => { const b = fs.readFileSync(logFile); return b.subarray(from).toString(); };
+    await env.waitFor(async () => (pgLog().match(/execute sg\d+: SELECT \* FROM sg_mo_commit/g) || []).length >= 3,
+      10000, 'the commits in the server log');
+    const log = pgLog();
+    assert.equal((log.match(/execute <unnamed>: SELECT \* FROM sg_mo_(prepare|commit)/g) || []).length, 0,
+      'no MO batch statement sent unnamed');
+    assert.ok((log.match(/parse sg\d+: SELECT \* FROM sg_mo_commit/g) || []).length <= 4,
+      'prepared at most once per connection of the pool');
+
+    // sg_instance_beat returns int instead of bigint, as a migration could make it
+    const beats = async () => (await env.sql('SELECT heartbeat_at FROM instances'))[0].heartbeat_at.getTime();
+    await env.waitFor(async () => /execute sg\d+: SELECT sg_instance_beat/.test(pgLog()), 10000, 'a prepared heartbeat');
+    await env.sql('BEGIN');
+    await env.sql('DROP FUNCTION sg_instance_beat(text, int)');
+    await env.sql(`CREATE FUNCTION sg_instance_beat(p_name text, p_stale_s int) RETURNS int LANGUAGE plpgsql AS $$
+                   BEGIN
+                       INSERT INTO instances (name) VALUES (p_name)
+                           ON CONFLICT (name) DO UPDATE SET heartbeat_at = now();
+                       RETURN 0;
+                   END $$`);
+    await env.sql('COMMIT');
+    const t0 = await beats();
+    await env.waitFor(async () => await beats() > t0, 10000, 'a heartbeat after the change');
+    assert.match(env.log(), /prepared statement went stale, preparing it again: SELECT sg_instance_beat/);
+    assert.doesNotMatch(env.log(), /query failed/);
   } finally {
     await env.stop();
   }
