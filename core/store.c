@@ -32,6 +32,9 @@
 
 enum conn_state { PC_DOWN, PC_CONNECTING, PC_IDLE, PC_BUSY };
 
+/* What the command in flight sends of its request: its text, its Prepare, or its name. */
+enum conn_cmd { CMD_UNNAMED, CMD_PREPARE, CMD_NAMED };
+
 enum { PREP_MAX = 64, PREP_NAMES_MAX = 4 * PREP_MAX };
 
 struct prep {
@@ -64,10 +67,9 @@ struct pgconn {
 	PGresult *last;             /* result being collected */
 	struct prep prep[PREP_MAX]; /* this session's prepared statements */
 	int nprep;
-	unsigned prep_seq; /* names given on this session: sg1, sg2, ... */
-	bool preparing;    /* the command in flight is cur's Prepare, named prep_name */
-	bool named;        /* the command in flight runs cur by name */
-	char prep_name[16];
+	unsigned prep_seq;  /* names given on this session: sg1, sg2, ... */
+	enum conn_cmd cmd;  /* of the command in flight */
+	char prep_name[16]; /* of cur's Prepare (CMD_PREPARE) */
 };
 
 struct store {
@@ -155,8 +157,7 @@ prep_clear(struct pgconn *c)
 		free(c->prep[i].sql);
 	c->nprep = 0;
 	c->prep_seq = 0;
-	c->preparing = false;
-	c->named = false;
+	c->cmd = CMD_UNNAMED;
 }
 
 /* Moves c to DOWN, fails its in-flight request and schedules a reconnect. */
@@ -321,8 +322,7 @@ conn_prepared_step(struct pgconn *c, PGresult *res)
 {
 	struct req *r = c->cur;
 	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (c->preparing) {
-		c->preparing = false;
+	if (c->cmd == CMD_PREPARE) {
 		if (s != PGRES_COMMAND_OK)
 			return false; /* the statement's error is the request's */
 		struct prep *p = &c->prep[c->nprep];
@@ -334,7 +334,7 @@ conn_prepared_step(struct pgconn *c, PGresult *res)
 		const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 		/* 0A000: the plan would change the result type (a migration changed
 		 * it); 26000: the session has lost the statement (DISCARD ALL) */
-		if (!c->named || r->reprepared || state == NULL ||
+		if (r->reprepared || state == NULL ||
 		    (strcmp(state, "0A000") != 0 && strcmp(state, "26000") != 0))
 			return false;
 		log_info("store",
@@ -355,11 +355,11 @@ static void
 conn_complete(struct pgconn *c)
 {
 	struct store *st = c->st;
-	if ((c->preparing || c->named) && conn_prepared_step(c, c->last))
+	if (c->cmd != CMD_UNNAMED && conn_prepared_step(c, c->last))
 		return; /* c->cur is on its way again */
 	struct req *r = c->cur;
 	PGresult *res = c->last;
-	c->named = false;
+	c->cmd = CMD_UNNAMED;
 	c->cur = NULL;
 	c->last = NULL;
 	c->state = PC_IDLE;
@@ -457,15 +457,15 @@ conn_issue(struct pgconn *c)
 	const char *const *values = (const char *const *)r->values;
 	const struct prep *p = prep_find(c, r->sql);
 	int ok;
-	c->preparing = c->named = false;
 	if (p != NULL) {
-		c->named = true;
+		c->cmd = CMD_NAMED;
 		ok = PQsendQueryPrepared(c->pg, p->name, r->nparams, values, NULL, NULL, 0);
 	} else if (c->nprep < PREP_MAX && c->prep_seq < PREP_NAMES_MAX) {
 		snprintf(c->prep_name, sizeof c->prep_name, "sg%u", ++c->prep_seq);
-		c->preparing = true;
+		c->cmd = CMD_PREPARE;
 		ok = PQsendPrepare(c->pg, c->prep_name, r->sql, r->nparams, NULL);
 	} else {
+		c->cmd = CMD_UNNAMED;
 		ok = PQsendQueryParams(c->pg, r->sql, r->nparams, NULL, values, NULL, NULL, 0);
 	}
 	if (!ok) {

@@ -59,9 +59,12 @@ is_ws(char c)
 static size_t
 match_key(const char *s, size_t n, enum dlr_key *key)
 {
-	char c = (char)tolower((unsigned char)s[0]);
+	char c;
 	size_t i;
 
+	if (n == 0)
+		return 0;
+	c = (char)tolower((unsigned char)s[0]);
 	for (i = 0; i < sizeof(dlr_keys) / sizeof(dlr_keys[0]); i++) {
 		size_t kl;
 

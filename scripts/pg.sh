@@ -4,6 +4,7 @@
 #   scripts/pg.sh start DIR PORT   initdb (if needed) and start; prints nothing on success
 #   scripts/pg.sh stop DIR         fast shutdown
 #   scripts/pg.sh restart DIR      stop then start on the same port
+#   scripts/pg.sh port             prints a free TCP port on 127.0.0.1 (for start)
 # PG_EXTRA_CONF: lines appended to postgresql.conf at initdb (e.g. for profiling).
 # PostgreSQL refuses to run as root: as root the cluster runs as user
 # "postgres" (created by Debian's postgresql package).
@@ -25,7 +26,11 @@ as_pg() {
 	fi
 }
 
-cmd=${1:?usage: pg.sh start|stop|restart DIR [PORT]}
+cmd=${1:?usage: pg.sh start|stop|restart DIR [PORT] | port}
+if [ "$cmd" = port ]; then
+	node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+	exit
+fi
 dir=${2:?DIR}
 case "$cmd" in
 start)

@@ -8,8 +8,7 @@ set -u
 cd "$(dirname "$0")/.."
 pgdir=$(mktemp -d /tmp/sgpg.XXXXXX)
 chmod 755 "$pgdir"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-	node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+port=$(scripts/pg.sh port)
 cleanup() { scripts/pg.sh stop "$pgdir" >/dev/null 2>&1; rm -rf "$pgdir"; }
 trap cleanup EXIT
 scripts/pg.sh start "$pgdir" "$port" || { echo "integration: 0 passed, 1 failed (PostgreSQL did not start)"; exit 1; }

@@ -40,7 +40,7 @@ if ! command -v bearerbox >/dev/null 2>&1 && [ -z "${BENCH_NO_KANNEL:-}" ]; then
 fi
 dir=$(mktemp -d /tmp/sgbench.XXXXXX)
 chmod 755 "$dir"
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+port=$(scripts/pg.sh port)
 cleanup() {
 	scripts/pg.sh stop "$dir/pg" >/dev/null 2>&1
 	[ -n "${BENCH_EXPLAIN:-}" ] && cp "$dir/pg/server.log" "$BENCH_EXPLAIN"

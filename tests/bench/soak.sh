@@ -12,7 +12,7 @@ bin=${SG_BIN:-bin}
 [ -x "$bin/skillgated" ] && [ -x "$bin/skillctl" ] || { echo "soak: build first (make all)" >&2; exit 1; }
 dir=$(mktemp -d /tmp/sgsoak.XXXXXX)
 chmod 755 "$dir"
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+port=$(scripts/pg.sh port)
 cleanup() { scripts/pg.sh stop "$dir/pg" >/dev/null 2>&1; rm -rf "$dir"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

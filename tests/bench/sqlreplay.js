@@ -25,6 +25,8 @@ const readline = require('node:readline');
 const { Client } = require('pg');
 
 const KINDS = ['sg_mo_prepare', 'sg_mo_commit', 'sg_mt_outcomes'];
+const { REPLAY_UNTIL: UNTIL, REPLAY_PGSS: PGSS, REPLAY_PREPARED: PREPARED } = process.env;
+const PAUSE_AFTER = Number(process.env.REPLAY_PAUSE_AFTER || 0);
 
 /* '$1 = '...', $2 = NULL, ...' -> ['...', null, ...] ('' inside a value is one quote). */
 function parseParams(s) {
@@ -104,23 +106,22 @@ async function main() {
 		if (c.kind === 'sg_mo_prepare') {
 			const was = inBig;
 			inBig = c.params[2].split(',').length >= 128; /* msisdns: digits */
-			/* REPLAY_UNTIL=big: stop where the throughput runs begin; =small: where they end
-			 * (with REPLAY_PGSS, its counters are reset where they begin) */
-			if (inBig && !was && process.env.REPLAY_UNTIL === 'big') break;
-			if (!inBig && was && process.env.REPLAY_UNTIL === 'small') break;
+			const bigBegin = inBig && !was && big.mos === 0; /* the first big batch */
+			const afterBegin = !inBig && was && after.mos === 0; /* the first smaller one after */
+			/* REPLAY_UNTIL=big: stop where the throughput runs begin; =small: where they end */
+			if ((bigBegin && UNTIL === 'big') || (afterBegin && UNTIL === 'small')) break;
 			/* REPLAY_PGSS: its counters cover the batches from the first big one on,
 			 * or (REPLAY_PGSS=after) from the first smaller one after them */
-			if (inBig && !was && big.mos === 0 && process.env.REPLAY_PGSS) await db.query('SELECT pg_stat_statements_reset()');
-			if (!inBig && was && after.mos === 0 && process.env.REPLAY_PGSS === 'after') await db.query('SELECT pg_stat_statements_reset()');
+			if ((bigBegin && PGSS) || (afterBegin && PGSS === 'after')) await db.query('SELECT pg_stat_statements_reset()');
 			/* REPLAY_PAUSE_AFTER=S: print the backend's pid there and wait S seconds (to attach perf) */
-			if (!inBig && was && after.mos === 0 && process.env.REPLAY_PAUSE_AFTER) {
-				console.log(`backend ${pid}: the smaller batches after the big ones begin in ${process.env.REPLAY_PAUSE_AFTER} s`);
-				await new Promise((r) => setTimeout(r, 1000 * Number(process.env.REPLAY_PAUSE_AFTER)));
+			if (afterBegin && PAUSE_AFTER) {
+				console.log(`backend ${pid}: the smaller batches after the big ones begin in ${PAUSE_AFTER} s`);
+				await new Promise((r) => setTimeout(r, 1000 * PAUSE_AFTER));
 			}
 		}
 		const a = cpuNs(pid);
 		/* REPLAY_PREPARED=1: named prepared statements, as the daemon sends them */
-		const r = await db.query(process.env.REPLAY_PREPARED ? { name: c.kind, text: c.text, values: c.params } : { text: c.text, values: c.params });
+		const r = await db.query({ name: PREPARED ? c.kind : undefined, text: c.text, values: c.params });
 		const b = cpuNs(pid);
 		for (const p of inBig ? [all, big] : big.mos > 0 ? [all, after] : [all]) {
 			const s = p[c.kind];

@@ -11,7 +11,7 @@ passes=${2:-3}
 bin=${SG_BIN:-bin}
 dir=$(mktemp -d /tmp/sgreplay.XXXXXX)
 chmod 755 "$dir"
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+port=$(scripts/pg.sh port)
 trap 'scripts/pg.sh stop "$dir/pg" >/dev/null 2>&1; rm -rf "$dir"' EXIT
 conf="jit = off"
 # REPLAY_PGSS=1: also the statements (nested ones too) that took the most time
