@@ -325,6 +325,68 @@ test('sg_mo_commit inserts only the numbers not marked known (026)', async () =>
   }
 });
 
+// 027: a batch runs only the statements some element asks for. Statement-level
+// triggers (they fire for a statement that touches no row) count which ran:
+// a batch of known numbers with no event, no opt-out and every MO stored
+// fresh runs none of the four; each element that asks for one runs it, and
+// its work is done.
+test('sg_mo_commit / sg_mo_apply run the statements a batch needs and no others (027)', async () => {
+  const env = await h.start({ daemon: false });
+  try {
+    await env.sql(`CREATE TABLE stmt_log (what text);
+      CREATE FUNCTION stmt_log() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO stmt_log (what) VALUES (TG_OP || ' ' || TG_TABLE_NAME); RETURN NULL; END $$;
+      CREATE TRIGGER l AFTER INSERT ON proficiency_events FOR EACH STATEMENT EXECUTE FUNCTION stmt_log();
+      CREATE TRIGGER l AFTER INSERT ON proficiency FOR EACH STATEMENT EXECUTE FUNCTION stmt_log();
+      CREATE TRIGGER l AFTER UPDATE ON mt_messages FOR EACH STATEMENT EXECUTE FUNCTION stmt_log();
+      CREATE TRIGGER l AFTER UPDATE ON mo_messages FOR EACH STATEMENT EXECUTE FUNCTION stmt_log();
+      CREATE TRIGGER l AFTER INSERT ON subscribers FOR EACH STATEMENT EXECUTE FUNCTION stmt_log();`);
+    const ran = async () => (await env.sql('DELETE FROM stmt_log RETURNING what')).map((r) => r.what).sort();
+    const nums = ['84913000051', '84913000052', '84913000053'];
+    await env.sql('INSERT INTO subscribers (msisdn) SELECT unnest($1::text[])', [nums.slice(0, 2)]);
+    const [bulk] = await env.sql(`INSERT INTO mt_messages (msisdn, text, kind, priority, state)
+      VALUES ($1, 'bulk', 'broadcast', 1, 'queued') RETURNING id`, [nums[1]]);
+    await ran();
+    const commit = async (els) => {
+      const prep = await env.sql('SELECT idx, mo_id::text FROM sg_mo_prepare($1::text[], $2::text[], $3::text[], $4::text[], 0, 10, 60) ORDER BY idx',
+        [els.map(() => 'viettel'), els.map(() => ''), els.map((e) => e.n), els.map(() => 'HOC 1')]);
+      const batch = els.map((e, i) => ({
+        mo: prep[i].mo_id, fresh: true, seen: true, msisdn: e.n, src: 'sms', state: '', sc: false, lang: '',
+        opt: 0, help: false, join: '', replies: ['ok'], ev: [], link: 'viettel', ...e.x,
+        in: { link: 'viettel', smsc_id: '', dest: '8079', text: 'HOC 1', partial: false, state: 'processed' },
+      }));
+      await env.sql("SELECT * FROM sg_mo_commit($1::jsonb, 'both', 'test')", [JSON.stringify(batch)]);
+      return prep.map((r) => r.mo_id);
+    };
+
+    await commit([{ n: nums[0], x: { known: true } }, { n: nums[1], x: { known: true, ev: [] } }]);
+    assert.deepEqual(await ran(), [], 'nothing asked for: none of the four ran');
+
+    await commit([{ n: nums[0], x: { known: true, ev: [[1, 'self', 2, false]] } }]);
+    assert.deepEqual(await ran(), ['INSERT proficiency', 'INSERT proficiency_events']);
+    const [p] = await env.sql("SELECT self_level FROM proficiency WHERE msisdn = $1 AND skill = 'public_services'", [nums[0]]);
+    assert.equal(p.self_level, 2);
+
+    await commit([{ n: nums[1], x: { known: true, opt: -1 } }]);
+    assert.deepEqual(await ran(), ['UPDATE mt_messages']);
+    const [m] = await env.sql('SELECT state FROM mt_messages WHERE id = $1', [bulk.id]);
+    assert.equal(m.state, 'cancelled', "the opted-out number's queued bulk message");
+
+    await commit([{ n: nums[0], x: { known: true } }, { n: nums[2], x: {} }]);
+    assert.deepEqual(await ran(), ['INSERT subscribers'], 'a number not marked known');
+    assert.equal((await env.sql('SELECT 1 FROM subscribers WHERE msisdn = $1', [nums[2]])).length, 1);
+
+    // an MO stored as received (recovery, USSD) is not "fresh": its row is marked processed
+    const [mo] = await env.sql(`INSERT INTO mo_messages (link, msisdn, text) VALUES ('viettel', $1, 'HOC 1') RETURNING id::text`, [nums[0]]);
+    await env.sql("SELECT * FROM sg_mo_apply($1::jsonb, 'both', 'test')",
+      [JSON.stringify([{ mo: mo.id, msisdn: nums[0], src: 'sms', state: '', sc: false, opt: 0, replies: [], ev: [] }])]);
+    assert.deepEqual(await ran(), ['UPDATE mo_messages']);
+    assert.equal((await env.sql('SELECT state FROM mo_messages WHERE id = $1', [mo.id]))[0].state, 'processed');
+  } finally {
+    await env.stop();
+  }
+});
+
 // The flow engine's read of a batch: a number's proficiency rows as strings
 // by skill position, a skill without a row as -1 / -1 / 0, from one probe of
 // proficiency_pkey per known number and none for a number it does not know.
