@@ -11,10 +11,10 @@
 -- opts out, the MO rows' update when sg_mo_commit has just stored them all
 -- as processed, the insert of new numbers when every number is known. Each
 -- now runs only when some element of the batch asks for it, tested with a
--- jsonpath on the batch (an expression, no executor). The tests run a
--- statement whenever an element could need it (anything but the exact JSON
--- the daemon writes for "nothing to do" runs it), so a batch written by
--- another client is applied as before.
+-- jsonpath on the batch (an expression, no executor). Each test errs towards
+-- running: anything but the exact JSON the daemon writes for "nothing to do"
+-- ("ev" an empty array, "opt" 0, "fresh" and "known" true) runs the
+-- statement, so a batch written by another client is applied as before.
 
 -- As in 017, with the three statements above run only when needed.
 CREATE OR REPLACE FUNCTION sg_mo_apply(p jsonb, p_rule text, p_owner text)
