@@ -130,8 +130,8 @@ store_check_drain(struct store *st)
 	}
 }
 
-static const struct prep *
-prep_find(const struct pgconn *c, const char *sql)
+static struct prep *
+prep_find(struct pgconn *c, const char *sql)
 {
 	for (int i = 0; i < c->nprep; i++)
 		if (strcmp(c->prep[i].sql, sql) == 0)
@@ -142,12 +142,11 @@ prep_find(const struct pgconn *c, const char *sql)
 static void
 prep_forget(struct pgconn *c, const char *sql)
 {
-	for (int i = 0; i < c->nprep; i++)
-		if (strcmp(c->prep[i].sql, sql) == 0) {
-			free(c->prep[i].sql);
-			c->prep[i] = c->prep[--c->nprep];
-			return;
-		}
+	struct prep *p = prep_find(c, sql);
+	if (p == NULL)
+		return;
+	free(p->sql);
+	*p = c->prep[--c->nprep];
 }
 
 static void
