@@ -22,6 +22,7 @@
 #include "flow.h"
 #include "content.h"
 #include "strbuf.h"
+#include "text.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -415,6 +416,40 @@ add_event(struct ctx *x, int skill, enum flow_event_kind kind, int value, bool p
 	if (o->n_events >= FLOW_MAX_EVENTS)
 		return;
 	o->events[o->n_events++] = (struct flow_event){skill, kind, value, passed};
+}
+
+/* Segments of utf8 on the least roomy link: UCS-2 with a 16-bit UDH. */
+static int
+segments(const char *utf8)
+{
+	return text_count_segments(utf8, TEXT_UCS2, LONG_UDH16);
+}
+
+void
+flow_join_replies(const struct flow_cfg *cfg, struct flow_result *o)
+{
+	char both[FLOW_REPLY_MAX];
+	int i, n = 0, seg, seg_n;
+
+	if (cfg->join_segments <= 0 || o->n_replies < 2)
+		return;
+	seg_n = segments(o->reply[0]);
+	for (i = 1; i < o->n_replies; i++) {
+		int seg_i = segments(o->reply[i]);
+		int len = snprintf(both, sizeof(both), "%s\n%s", o->reply[n], o->reply[i]);
+
+		if (len >= 0 && (size_t)len < sizeof(both) && (seg = segments(both)) > 0 &&
+		    seg <= cfg->join_segments && seg <= seg_n + seg_i) {
+			memcpy(o->reply[n], both, (size_t)len + 1);
+			seg_n = seg;
+			continue;
+		}
+		n++;
+		if (n != i)
+			memcpy(o->reply[n], o->reply[i], sizeof(o->reply[n]));
+		seg_n = seg_i;
+	}
+	o->n_replies = n + 1;
 }
 
 /* Renders question q as number n of total into buf, after prefix. */
@@ -920,14 +955,13 @@ flow_handle_sms(const struct content *c, const struct flow_cfg *cfg, const struc
 	if (s.opted_out) {
 		if (m.kw == KW_START)
 			do_keyword(&x, &m);
-		return;
-	}
-	if (m.kw != KW_NONE)
+	} else if (m.kw != KW_NONE)
 		do_keyword(&x, &m);
 	else if (s.state[0] != '\0')
 		flow_step(&x, norm);
 	else
 		unknown_input(&x);
+	flow_join_replies(cfg, out);
 }
 
 bool

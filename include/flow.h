@@ -35,6 +35,12 @@ struct flow_cfg {
 	enum flow_rule rule; /* what "proficient" means */
 	int idle_timeout;    /* seconds a flow waits for an answer */
 	int help_interval;   /* seconds between unsolicited help texts */
+	/*
+	 * Replies of one MO go out as one message when the joined text takes at
+	 * most this many segments (the smallest max_segments of the links) and
+	 * no more than the replies apart; 0 never joins. See flow_handle_sms.
+	 */
+	int join_segments;
 };
 
 /* Snapshot of one subscriber, read from the database with the MO. */
@@ -89,10 +95,26 @@ struct flow_result {
  * seed for drawing quiz questions. Fills *out (zeroed first). Never fails:
  * unknown input gets help (at most once per help_interval) or nothing.
  * An opted-out subscriber gets no reply except to START/BATDAU.
+ *
+ * Consecutive replies are joined, one per line, into one message when
+ * cfg->join_segments allows: a wrong answer's explanation and the next
+ * question, the quiz's opening and its first question, the last answer's
+ * feedback and the result. Counted as UCS-2 with 16-bit UDH (66 characters
+ * per part, the fewest of any link mode), the joined text must fit
+ * join_segments and take no more segments than the replies sent apart: a
+ * joined reply fits every link and costs no more in UCS-2, and the resident
+ * never reads the next question before the feedback on the last answer.
  */
 void flow_handle_sms(const struct content *c, const struct flow_cfg *cfg,
                      const struct flow_sub *sub, const char *text, int64_t now, uint32_t seed,
                      struct flow_result *out);
+
+/*
+ * The joining step of flow_handle_sms, on its own: joins consecutive
+ * replies of o, one per line, while the joined text fits cfg->join_segments
+ * and takes no more segments than the two apart. Greedy, in order.
+ */
+void flow_join_replies(const struct flow_cfg *cfg, struct flow_result *o);
 
 /* Normalises input for matching: diacritics folded, upper-cased, spaces and
  * punctuation trimmed/collapsed. Writes at most cap bytes. */

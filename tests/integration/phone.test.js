@@ -32,7 +32,7 @@ test('skillctl phone: SMS and USSD from a terminal', { skip: !HAVE_TMUX && 'tmux
       `${path.join(h.BIN, 'skillctl')} -c ${env.confPath} phone 0912345678 --sim 127.0.0.1:${ctrlPort}`]);
     await env.waitFor(() => /Phone 84912345678/.test(screen()), 5000, 'the phone prompt');
     type('HOC 1');
-    await env.waitFor(() => /\[SMS from 8079\] 1\/5 /.test(screen()), 10000, 'the first question');
+    await env.waitFor(() => /\[SMS from 8079\] Kiểm tra kỹ năng 1:[\s\S]*\n\s*1\/5 /.test(screen()), 10000, 'the first question');
     type('*8079#');
     await env.waitFor(() => /\[USSD\] [\s\S]*1 Kiem tra/.test(screen()), 10000, 'the USSD menu');
     type('5');

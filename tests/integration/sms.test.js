@@ -103,7 +103,8 @@ test('Vietnamese keywords with and without diacritics start the same quiz', asyn
   const a = number(), b = number();
   const ra = await say(a, 'HỌC 2');
   const rb = await say(b, 'hoc 2');
-  assert.equal(ra[0], rb[0]);
+  const intro = (r) => r[0].split('\n')[0]; // the first question follows, drawn at random
+  assert.equal(intro(ra), intro(rb));
   assert.match(ra[0], /Mua sắm/);
   assert.equal(parseQuizState((await state(a)).flow_state).skill, 2);
 });
@@ -230,4 +231,73 @@ test('a household becomes covered when a member passes the last missing skill', 
   assert.equal(cov.code, 0, cov.stderr);
   const row = JSON.parse(cov.stdout).find((r) => r.code === '00004');
   assert.equal(row.covered, 1);
+});
+
+// A wrong answer's explanation and the next question: one concatenated message when every link
+// takes it (max_segments 6 by default), two messages when a link takes fewer parts than the join.
+async function wrongAnswerMessages(e, n) {
+  const sayOn = async (text) => {
+    const st = await e.sim.deliver({ from: n, to: '8079', text });
+    assert.equal(st, 0);
+  };
+  await sayOn('HOC 4');
+  await e.waitFor(async () => (await e.sql("SELECT 1 FROM subscribers WHERE msisdn = $1 AND flow_state LIKE 'Q:%'", [n])).length === 1 &&
+    (await e.sql("SELECT 1 FROM mt_messages WHERE msisdn = $1 AND state <> 'delivered'", [n])).length === 0,
+    10000, 'the quiz to start, its first question delivered');
+  const [{ flow_state: fs0 }] = await e.sql('SELECT flow_state FROM subscribers WHERE msisdn = $1', [n]);
+  const q = parseQuizState(fs0);
+  const before = e.sim.messages().length;
+  await sayOn(WRONG[answers.get(q.ids[0])]);
+  let mts;
+  await e.waitFor(async () => {
+    mts = await e.sql(`SELECT m.text, m.state FROM mt_messages m JOIN mo_messages o ON o.id = m.mo_id
+                       WHERE o.msisdn = $1 AND o.text <> 'HOC 4' ORDER BY m.id`, [n]);
+    return mts.length > 0 && mts.every((r) => r.state === 'delivered');
+  }, 10000, 'the replies to the wrong answer, delivered');
+  await e.waitFor(() => e.sim.messages().length >= before + mts.length, 10000, 'the replies on the air');
+  const onAir = e.sim.messages().slice(before).filter((m) => m.to === n);
+  return { mts, onAir, id: q.ids[0] };
+}
+
+test('a wrong answer gets its explanation and the next question in one message, apart on a link of 3 parts', async () => {
+  const why = new Map(); // question id -> explanation, Vietnamese
+  const dir = require('node:path').join(h.ROOT, 'config/content/vi');
+  for (const f of require('node:fs').readdirSync(dir)) {
+    let id = null;
+    for (const line of require('node:fs').readFileSync(`${dir}/${f}`, 'utf8').split('\n')) {
+      const m = /^([a-z]+) = (.*)$/.exec(line);
+      if (m && m[1] === 'id') id = m[2];
+      else if (m && m[1] === 'why' && id) why.set(id, m[2]);
+    }
+  }
+  const n = number();
+  const one = await wrongAnswerMessages(env, n);
+  assert.equal(one.mts.length, 1, 'one reply row');
+  assert.match(one.mts[0].text, /^Chưa đúng, đáp án là [ABCD]\. /);
+  assert.ok(one.mts[0].text.includes(`${why.get(one.id)}\n2/5 `), 'the explanation, then the next question on its own line');
+  assert.equal(one.onAir.length, 1, 'one message on the air');
+  assert.equal(one.onAir[0].text, one.mts[0].text);
+  assert.ok(one.onAir[0].parts >= 2 && one.onAir[0].parts <= 6, `concatenated parts: ${one.onAir[0].parts}`);
+
+  // On a link of 3 parts (66 UCS-2 characters each with a 16-bit UDH) the join fits only when the
+  // explanation and the question are short: a quiz is drawn until one needs more, and every draw is
+  // checked against the rule.
+  const e3 = await h.start({ links: { viettel: { conf: { max_segments: 3 } } } });
+  try {
+    let sawApart = false;
+    for (let i = 0; i < 10 && !sawApart; i++) {
+      const r = await wrongAnswerMessages(e3, number());
+      const joined = r.mts.length === 1 ? r.mts[0].text : r.mts.map((m) => m.text).join('\n');
+      const fits = joined.length <= 3 * 66; // Vietnamese text is all in the BMP
+      assert.equal(r.mts.length, fits ? 1 : 2, `${joined.length} characters`);
+      assert.match(r.mts[0].text, /^Chưa đúng, đáp án là [ABCD]\. /);
+      if (!fits) assert.match(r.mts[1].text, /^2\/5 /);
+      assert.equal(r.onAir.length, r.mts.length);
+      for (const m of r.onAir) assert.ok(m.parts <= 3, `at most 3 parts: ${m.parts}`);
+      sawApart = !fits;
+    }
+    assert.ok(sawApart, 'a draw that needs more than 3 parts');
+  } finally {
+    await e3.stop();
+  }
 });

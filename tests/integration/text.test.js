@@ -320,7 +320,8 @@ test('an inbound data_coding 8 Vietnamese keyword "HỌC 1" starts the same quiz
   const rb = await reply(b);
   const [mo] = await env.sql('SELECT text FROM mo_messages WHERE msisdn = $1', [a]);
   assert.equal(mo.text, 'HỌC 1', 'decoded from UCS-2');
-  assert.equal(ra[0], rb[0], 'the same quiz introduction');
+  const intro = (r) => r[0].split('\n')[0]; // the first question follows, drawn at random
+  assert.equal(intro(ra), intro(rb), 'the same quiz introduction');
   assert.match(ra[0], /^Kiểm tra kỹ năng 1:/);
   assert.equal(ra.length, rb.length);
   const st = await env.sql('SELECT msisdn, flow_state FROM subscribers WHERE msisdn = ANY($1)', [[a, b]]);

@@ -16,9 +16,10 @@
 
 #include "content.h"
 #include "flow.h"
+#include "text.h"
 
 static struct content *C;
-static struct flow_cfg cfg = {4, 5, FLOW_RULE_BOTH, 600, 3600};
+static struct flow_cfg cfg = {4, 5, FLOW_RULE_BOTH, 600, 3600, 0}; /* join_segments 0: apart */
 static const int64_t T0 = 1790000000;
 
 static void
@@ -673,6 +674,185 @@ test_corrupt_and_stale_state(void **state)
 	assert_int_equal(r.n_replies, 2);
 }
 
+/* ------------------------------------------------------------------ */
+/* Joined replies (flow_cfg.join_segments)                             */
+/* ------------------------------------------------------------------ */
+
+static void
+fill(char *dst, const char *unit, int n)
+{
+	size_t k = strlen(unit);
+
+	for (int i = 0; i < n; i++)
+		memcpy(dst + (size_t)i * k, unit, k);
+	dst[(size_t)n * k] = '\0';
+}
+
+/* A result of n replies: unit repeated len[i] times, letters from 'a'. */
+static void
+replies(struct flow_result *r, int n, const int *len)
+{
+	memset(r, 0, sizeof(*r));
+	r->n_replies = n;
+	for (int i = 0; i < n; i++) {
+		char u[2] = {(char)('a' + i), '\0'};
+		fill(r->reply[i], u, len[i]);
+	}
+}
+
+static void
+test_join_rule(void **state)
+{
+	struct flow_cfg j = cfg;
+	struct flow_result r;
+	char want[2 * FLOW_REPLY_MAX + 2], a[FLOW_REPLY_MAX], b[FLOW_REPLY_MAX];
+
+	/* 60 + 1 + 60 characters: 2 parts, as many as apart: joined */
+	j.join_segments = 6;
+	replies(&r, 2, (int[]){60, 60});
+	fill(a, "a", 60), fill(b, "b", 60);
+	snprintf(want, sizeof(want), "%s\n%s", a, b);
+	flow_join_replies(&j, &r);
+	assert_int_equal(r.n_replies, 1);
+	assert_string_equal(r.reply[0], want);
+	assert_int_equal(text_count_segments(r.reply[0], TEXT_UCS2, LONG_UDH16), 2);
+
+	/* 66 + 1 + 66: 3 parts against 1 + 1 apart: dearer, kept apart */
+	replies(&r, 2, (int[]){66, 66});
+	flow_join_replies(&j, &r);
+	assert_int_equal(r.n_replies, 2);
+	assert_int_equal(strlen(r.reply[0]), 66);
+	assert_int_equal(strlen(r.reply[1]), 66);
+
+	/* 100 + 1 + 100: 4 parts, as many as apart, over a limit of 3 */
+	j.join_segments = 3;
+	replies(&r, 2, (int[]){100, 100});
+	flow_join_replies(&j, &r);
+	assert_int_equal(r.n_replies, 2);
+
+	/* greedy, in order: the first two join, the third would pass the limit */
+	replies(&r, 3, (int[]){10, 10, 190});
+	flow_join_replies(&j, &r);
+	assert_int_equal(r.n_replies, 2);
+	fill(a, "a", 10), fill(b, "b", 10);
+	snprintf(want, sizeof(want), "%s\n%s", a, b);
+	assert_string_equal(r.reply[0], want);
+	fill(want, "c", 190);
+	assert_string_equal(r.reply[1], want);
+
+	/* a later pair still joins after one that could not */
+	j.join_segments = 6;
+	replies(&r, 3, (int[]){66, 66, 20});
+	flow_join_replies(&j, &r);
+	assert_int_equal(r.n_replies, 2);
+	assert_int_equal(strlen(r.reply[0]), 66);
+	assert_int_equal(strlen(r.reply[1]), 66 + 1 + 20);
+
+	/* the joined text must fit FLOW_REPLY_MAX bytes: 800 + 1 + 400 does not */
+	j.join_segments = 16;
+	memset(&r, 0, sizeof(r));
+	r.n_replies = 2;
+	fill(r.reply[0], "\xc3\xa9", 400); /* é: 2 bytes of UTF-8, 1 UCS-2 character */
+	fill(r.reply[1], "\xc3\xa9", 200);
+	flow_join_replies(&j, &r);
+	assert_int_equal(r.n_replies, 2);
+
+	/* join_segments 0: never */
+	j.join_segments = 0;
+	replies(&r, 2, (int[]){5, 5});
+	flow_join_replies(&j, &r);
+	assert_int_equal(r.n_replies, 2);
+}
+
+/* The same conversation twice, replies apart and joined (a link of 6 parts):
+ * the joined replies are the apart ones grouped in order, one per line. */
+static void
+same_joined(struct flow_sub *apart, struct flow_sub *joined, const char *text, int64_t now,
+            struct flow_result *r)
+{
+	struct flow_cfg keep = cfg;
+	struct flow_result ra;
+	char wa[FLOW_MAX_REPLIES * FLOW_REPLY_MAX], wj[sizeof(wa)];
+	size_t oa = 0, oj = 0;
+	int i;
+
+	sms(apart, text, now, &ra);
+	cfg.join_segments = 6;
+	sms(joined, text, now, r);
+	cfg = keep;
+	assert_true(r->n_replies <= ra.n_replies);
+	assert_true(ra.n_replies == 0 || r->n_replies >= 1);
+	for (i = 0; i < ra.n_replies; i++)
+		oa +=
+		    (size_t)snprintf(wa + oa, sizeof(wa) - oa, "%s%s", i ? "\n" : "", ra.reply[i]);
+	for (i = 0; i < r->n_replies; i++) {
+		oj +=
+		    (size_t)snprintf(wj + oj, sizeof(wj) - oj, "%s%s", i ? "\n" : "", r->reply[i]);
+		assert_true(text_count_segments(r->reply[i], TEXT_UCS2, LONG_UDH16) <= 6);
+	}
+	assert_string_equal(wj, wa);
+	assert_string_equal(joined->state, apart->state);
+}
+
+static void
+test_quiz_replies_joined(void **state)
+{
+	struct flow_sub sa, sj;
+	struct flow_result r;
+	const struct content_question *q;
+	char want[FLOW_REPLY_MAX], ans[2] = {0, 0};
+	int i;
+
+	sub_init(&sa, "vi");
+	sub_init(&sj, "vi");
+	/* the opening and the first question: one message */
+	same_joined(&sa, &sj, "HOC 3", T0, &r);
+	assert_int_equal(r.n_replies, 1);
+	has(r.reply[0], "đúng 4 câu là đạt. Trả lời A, B, C hoặc D.\n1/5 ");
+	for (i = 0; i < 5; i++) {
+		q = pending(&sj);
+		/* wrong, right, wrong, right, wrong: failed with 2/5 */
+		ans[0] = (char)('A' + (i % 2 ? q->answer : (q->answer + 1) % 4));
+		same_joined(&sa, &sj, ans, T0 + 1 + i, &r);
+		assert_int_equal(r.n_replies, 1);
+		if (i % 2 == 0) {
+			snprintf(want, sizeof(want), "Chưa đúng, đáp án là %c. %s\n",
+			         'A' + q->answer, q->why);
+			assert_memory_equal(r.reply[0], want, strlen(want));
+		}
+		if (i < 4) {
+			snprintf(want, sizeof(want), "%d/5 ", i + 2);
+			has(r.reply[0], want);
+		}
+	}
+	has(r.reply[0], "2/5"); /* the result, after the last explanation */
+	assert_string_equal(sj.state, "");
+
+	/* the last answer right: "Đúng!" and the result in one message */
+	sub_init(&sa, "en");
+	sub_init(&sj, "en");
+	same_joined(&sa, &sj, "QUIZ 2", T0, &r);
+	for (i = 0; i < 5; i++) {
+		ans[0] = (char)('A' + pending(&sj)->answer);
+		same_joined(&sa, &sj, ans, T0 + 1 + i, &r);
+	}
+	assert_int_equal(r.n_replies, 1);
+	assert_memory_equal(r.reply[0], "Correct!\nWell done! 5/5",
+	                    strlen("Correct!\nWell done! 5/5"));
+	assert_true(sj.quiz_passed[1]);
+
+	/* self-assessment and status: grouped the same way, nothing lost */
+	same_joined(&sa, &sj, "RATE", T0 + 20, &r);
+	assert_int_equal(r.n_replies, 1);
+	for (i = 0; i < 5; i++)
+		same_joined(&sa, &sj, "2", T0 + 21 + i, &r);
+	snprintf(sa.household, sizeof(sa.household), "HN-0001");
+	snprintf(sj.household, sizeof(sj.household), "HN-0001");
+	sa.household_members = sj.household_members = 3;
+	same_joined(&sa, &sj, "STATUS", T0 + 30, &r);
+	assert_int_equal(r.n_replies, 1);
+}
+
 int
 main(void)
 {
@@ -680,6 +860,8 @@ main(void)
 	    cmocka_unit_test(test_quiz_passed_each_skill),
 	    cmocka_unit_test(test_quiz_failed_each_skill),
 	    cmocka_unit_test(test_wrong_answer_explained),
+	    cmocka_unit_test(test_join_rule),
+	    cmocka_unit_test(test_quiz_replies_joined),
 	    cmocka_unit_test(test_quiz_draws_distinct_questions),
 	    cmocka_unit_test(test_self_assessment),
 	    cmocka_unit_test(test_stop_mid_quiz_then_start),
