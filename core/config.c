@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "text.h" /* TEXT_PAYLOAD_MAX */
 
 #include <errno.h>
 #include <ini.h>
@@ -538,4 +539,20 @@ config_write_sample(FILE *out)
 		fprintf(out, "; %s%s\n%s = %s\n", k->doc, k->required ? " (required)" : "", k->key,
 		        k->def);
 	}
+}
+
+int
+config_reply_segments(const struct sg_config *cfg)
+{
+	int least = 0;
+
+	for (int i = 0; i < cfg->n_links; i++) {
+		const struct smsc_conf *l = &cfg->links[i];
+		/* message_payload ignores max_segments: 1024 octets hold 7 UCS-2 parts' worth */
+		int room = l->long_mode == LONG_PAYLOAD ? TEXT_PAYLOAD_MAX / 132 : l->max_segments;
+
+		if (i == 0 || room < least)
+			least = room;
+	}
+	return least;
 }

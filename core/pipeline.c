@@ -1394,9 +1394,7 @@ pipeline_new(struct event_base *base, const struct sg_config *cfg, struct store 
 	p->fcfg.rule = (enum flow_rule)cfg->proficiency_rule;
 	p->fcfg.idle_timeout = cfg->flow_idle_timeout;
 	p->fcfg.help_interval = cfg->help_interval;
-	for (int i = 0; i < cfg->n_links; i++) /* a joined reply fits every link */
-		if (i == 0 || cfg->links[i].max_segments < p->fcfg.join_segments)
-			p->fcfg.join_segments = cfg->links[i].max_segments;
+	p->fcfg.join_segments = config_reply_segments(cfg); /* a joined reply fits every link */
 	snprintf(p->owner, sizeof p->owner, "%s",
 	         cfg->instance_name); /* never empty: config_load */
 	p->rng = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ 0x9e3779b9u;

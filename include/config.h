@@ -132,6 +132,14 @@ struct sg_config {
  */
 int config_load(const char *path, struct sg_config *cfg, FILE *err);
 
+/*
+ * The most segments (UCS-2 parts with a 16-bit UDH, 66 characters each) one
+ * reply can take and still be sendable on every link: the least
+ * max_segments, or for long_messages = payload what its 1024 octets hold
+ * (7). 0 without links. The flow joins replies within it (flow.h).
+ */
+int config_reply_segments(const struct sg_config *cfg);
+
 /* Prints the sample config (every key, its default and doc) to out. */
 void config_write_sample(FILE *out);
 

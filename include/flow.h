@@ -37,8 +37,8 @@ struct flow_cfg {
 	int help_interval;   /* seconds between unsolicited help texts */
 	/*
 	 * Replies of one MO go out as one message when the joined text takes at
-	 * most this many segments (the smallest max_segments of the links) and
-	 * no more than the replies apart; 0 never joins. See flow_handle_sms.
+	 * most this many segments and no more than the replies apart; 0 never
+	 * joins. The pipeline sets config_reply_segments(). See flow_handle_sms.
 	 */
 	int join_segments;
 };

@@ -39,7 +39,7 @@ check_result(const struct flow_result *r)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct flow_cfg cfg = {4, 5, FLOW_RULE_BOTH, 600, 3600};
+	struct flow_cfg cfg = {4, 5, FLOW_RULE_BOTH, 600, 3600, 0};
 	struct flow_sub sub;
 	struct flow_result r;
 	char text[2048], norm[256];
@@ -74,6 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tlen = size < sizeof(text) - 1 ? size : sizeof(text) - 1;
 	memcpy(text, data, tlen);
 	text[tlen] = '\0';
+	cfg.join_segments = (int)(tlen % 3) * 3; /* replies apart, or joined within 3 or 6 parts */
 
 	flow_normalise(text, norm, sizeof(norm));
 	if (strlen(norm) >= sizeof(norm))

@@ -132,6 +132,34 @@ test_errors_have_lines(void **state)
 	}
 }
 
+/* The segments a joined reply may take: what the least roomy link sends. */
+static void
+test_reply_segments(void **state)
+{
+	static struct sg_config c;
+
+	memset(&c, 0, sizeof c);
+	assert_int_equal(config_reply_segments(&c), 0); /* no link: never joined */
+	c.n_links = 2;
+	c.links[0].max_segments = 6;
+	c.links[1].max_segments = 4;
+	assert_int_equal(config_reply_segments(&c), 4);
+	c.links[0].max_segments = 3;
+	assert_int_equal(config_reply_segments(&c), 3);
+	/* message_payload: max_segments does not bound it, its 1024 octets do */
+	c.links[0].max_segments = 16;
+	c.links[1].max_segments = 16;
+	c.links[1].long_mode = LONG_PAYLOAD;
+	assert_int_equal(config_reply_segments(&c), 7);
+	c.links[0].max_segments = 5;
+	assert_int_equal(config_reply_segments(&c), 5);
+	/* the sample: one link, max_segments 6 by default */
+	FILE *err = tmpfile();
+	assert_int_equal(config_load("config/skillgate.conf", &c, err), 0);
+	fclose(err);
+	assert_int_equal(config_reply_segments(&c), 6);
+}
+
 int
 main(void)
 {
@@ -139,6 +167,7 @@ main(void)
 	    cmocka_unit_test(test_sample_is_valid),
 	    cmocka_unit_test(test_every_key_in_sample),
 	    cmocka_unit_test(test_errors_have_lines),
+	    cmocka_unit_test(test_reply_segments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
