@@ -4,9 +4,10 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-function loadAnswers(root, lang = 'en') {
+// One field of every question in lang: loadField(root, 'vi', 'why').get('dvc01') -> its text.
+function loadField(root, lang, field) {
   const dir = path.join(root, 'config/content', lang);
-  const answers = new Map();
+  const values = new Map();
   for (const f of fs.readdirSync(dir)) {
     if (f === 'messages.txt' || !f.endsWith('.txt')) continue;
     let id = null;
@@ -14,9 +15,15 @@ function loadAnswers(root, lang = 'en') {
       const m = /^\s*([a-z_]+)\s*=\s*(.*)$/.exec(line);
       if (!m) continue;
       if (m[1] === 'id') id = m[2].trim();
-      else if (m[1] === 'answer' && id) answers.set(id, m[2].trim().toUpperCase());
+      else if (m[1] === field && id) values.set(id, m[2].trim());
     }
   }
+  return values;
+}
+
+function loadAnswers(root, lang = 'en') {
+  const answers = loadField(root, lang, 'answer');
+  for (const [id, a] of answers) answers.set(id, a.toUpperCase());
   return answers;
 }
 
@@ -27,4 +34,4 @@ function parseQuizState(state) {
   return { skill: Number(p[1]), ids: p[2].split(','), index: Number(p[3]), score: Number(p[4]) };
 }
 
-module.exports = { loadAnswers, parseQuizState };
+module.exports = { loadField, loadAnswers, parseQuizState };
