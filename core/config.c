@@ -15,7 +15,7 @@
 #include "config.h"
 
 #include "log.h"
-#include "text.h" /* TEXT_PAYLOAD_MAX */
+#include "text.h" /* TEXT_PAYLOAD_MAX, TEXT_UCS2_UDH16_PART */
 
 #include <errno.h>
 #include <ini.h>
@@ -548,8 +548,9 @@ config_reply_segments(const struct sg_config *cfg)
 
 	for (int i = 0; i < cfg->n_links; i++) {
 		const struct smsc_conf *l = &cfg->links[i];
-		/* message_payload ignores max_segments: 1024 octets hold 7 UCS-2 parts' worth */
-		int room = l->long_mode == LONG_PAYLOAD ? TEXT_PAYLOAD_MAX / 132 : l->max_segments;
+		/* message_payload ignores max_segments: its octets hold 7 UCS-2 parts' worth */
+		int room = l->long_mode == LONG_PAYLOAD ? TEXT_PAYLOAD_MAX / TEXT_UCS2_UDH16_PART
+		                                        : l->max_segments;
 
 		if (i == 0 || room < least)
 			least = room;

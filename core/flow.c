@@ -418,7 +418,7 @@ add_event(struct ctx *x, int skill, enum flow_event_kind kind, int value, bool p
 	o->events[o->n_events++] = (struct flow_event){skill, kind, value, passed};
 }
 
-/* Segments of utf8 on the least roomy link: UCS-2 with a 16-bit UDH. */
+/* Segments of utf8 on the least roomy link mode: UCS-2 with a 16-bit UDH. */
 static int
 segments(const char *utf8)
 {

@@ -817,7 +817,7 @@ encode_core(const char *utf8, enum text_mode mode, enum long_mode lm, int max_se
 	ucs2 = mode == TEXT_UCS2 || (mode == TEXT_AUTO && !text_fits_gsm7(utf8));
 	single = ucs2 ? 140 : 160;
 	if (lm == LONG_UDH16)
-		per = ucs2 ? 132 : 152;
+		per = ucs2 ? TEXT_UCS2_UDH16_PART : 152;
 	else
 		per = ucs2 ? 134 : 153;
 

@@ -35,11 +35,8 @@ struct flow_cfg {
 	enum flow_rule rule; /* what "proficient" means */
 	int idle_timeout;    /* seconds a flow waits for an answer */
 	int help_interval;   /* seconds between unsolicited help texts */
-	/*
-	 * Replies of one MO go out as one message when the joined text takes at
-	 * most this many segments and no more than the replies apart; 0 never
-	 * joins. The pipeline sets config_reply_segments(). See flow_handle_sms.
-	 */
+	/* segments a joined reply may take (flow_join_replies); 0 never joins.
+	 * The pipeline sets config_reply_segments(). */
 	int join_segments;
 };
 
@@ -94,25 +91,22 @@ struct flow_result {
  * Handles one inbound SMS text from sub at time now (unix seconds), with
  * seed for drawing quiz questions. Fills *out (zeroed first). Never fails:
  * unknown input gets help (at most once per help_interval) or nothing.
- * An opted-out subscriber gets no reply except to START/BATDAU.
- *
- * Consecutive replies are joined, one per line, into one message when
- * cfg->join_segments allows: a wrong answer's explanation and the next
- * question, the quiz's opening and its first question, the last answer's
- * feedback and the result. Counted as UCS-2 with 16-bit UDH (66 characters
- * per part, the fewest of any link mode), the joined text must fit
- * join_segments and take no more segments than the replies sent apart: a
- * joined reply fits every link and costs no more in UCS-2, and the resident
- * never reads the next question before the feedback on the last answer.
+ * An opted-out subscriber gets no reply except to START/BATDAU. Its replies
+ * are joined last (flow_join_replies).
  */
 void flow_handle_sms(const struct content *c, const struct flow_cfg *cfg,
                      const struct flow_sub *sub, const char *text, int64_t now, uint32_t seed,
                      struct flow_result *out);
 
 /*
- * The joining step of flow_handle_sms, on its own: joins consecutive
- * replies of o, one per line, while the joined text fits cfg->join_segments
- * and takes no more segments than the two apart. Greedy, in order.
+ * The last step of flow_handle_sms: joins consecutive replies of o, one per
+ * line, greedily and in order (a wrong answer's explanation and the next
+ * question, a quiz's opening and its first question, the last feedback and
+ * the result). A join is kept when the joined text, counted as UCS-2 with a
+ * 16-bit UDH (TEXT_UCS2_UDH16_PART, the least room of any link mode), takes
+ * at most cfg->join_segments and no more segments than the two apart: it
+ * fits every link, costs no more in UCS-2, and the resident never reads the
+ * next question before the feedback on the last answer.
  */
 void flow_join_replies(const struct flow_cfg *cfg, struct flow_result *o);
 

@@ -15,6 +15,9 @@
 
 #define TEXT_MAX_SEGMENTS 16
 #define TEXT_PAYLOAD_MAX 1024 /* libsmpp34's message_payload cap */
+/* UCS-2 octets in one part with a 16-bit-reference UDH: the least text any
+ * long-message mode puts in a part (66 characters) */
+#define TEXT_UCS2_UDH16_PART 132
 
 /*
  * Decodes n octets of short_message/message_payload with data_coding dcs to

@@ -18,31 +18,31 @@ function number() { return `8491${String(2000000 + (++seq) * 7919).slice(-7)}`; 
 // Sends an MO, waits until it is processed and its replies are accepted by
 // the SMSC, and returns the reply texts (from the outbox, in order).
 const lastSent = new Map();
-async function say(msisdn, text) {
+async function say(msisdn, text, e = env) {
   // the same text from one number within [database] dedupe_window (1 s in the
   // harness) is a duplicate by design: pace repeated answers like a person would
   const key = `${msisdn} ${text}`;
   const since = Date.now() - (lastSent.get(key) || 0);
   if (since < 1100) await new Promise((r) => setTimeout(r, 1100 - since));
   lastSent.set(key, Date.now());
-  const [{ max }] = await env.sql('SELECT coalesce(max(id), 0)::int AS max FROM mo_messages WHERE msisdn = $1', [msisdn]);
-  const st = await env.sim.deliver({ from: msisdn, to: '8079', text });
+  const [{ max }] = await e.sql('SELECT coalesce(max(id), 0)::int AS max FROM mo_messages WHERE msisdn = $1', [msisdn]);
+  const st = await e.sim.deliver({ from: msisdn, to: '8079', text });
   assert.equal(st, 0, `deliver_sm_resp status for "${text}"`);
   let mo;
-  await env.waitFor(async () => {
-    mo = await env.sql('SELECT id, state FROM mo_messages WHERE msisdn = $1 AND id > $2', [msisdn, max]);
+  await e.waitFor(async () => {
+    mo = await e.sql('SELECT id, state FROM mo_messages WHERE msisdn = $1 AND id > $2', [msisdn, max]);
     return mo.length > 0 && mo.every((r) => r.state !== 'received');
   }, 10000, `"${text}" to be processed`);
   let mts;
-  await env.waitFor(async () => {
-    mts = await env.sql('SELECT text, state FROM mt_messages WHERE mo_id = ANY($1) ORDER BY id', [mo.map((r) => r.id)]);
+  await e.waitFor(async () => {
+    mts = await e.sql('SELECT text, state FROM mt_messages WHERE mo_id = ANY($1) ORDER BY id', [mo.map((r) => r.id)]);
     return mts.every((r) => ['submitted', 'delivered'].includes(r.state));
   }, 10000, `the replies to "${text}" to be submitted`);
   return mts.map((r) => r.text);
 }
 
-async function state(msisdn) {
-  const rows = await env.sql('SELECT flow_state, language, opted_out FROM subscribers WHERE msisdn = $1', [msisdn]);
+async function state(msisdn, e = env) {
+  const rows = await e.sql('SELECT flow_state, language, opted_out FROM subscribers WHERE msisdn = $1', [msisdn]);
   return rows[0];
 }
 
@@ -236,23 +236,15 @@ test('a household becomes covered when a member passes the last missing skill', 
 // A wrong answer's explanation and the next question: one concatenated message when every link
 // takes it (max_segments 6 by default), two messages when a link takes fewer parts than the join.
 async function wrongAnswerMessages(e, n) {
-  const sayOn = async (text) => {
-    const st = await e.sim.deliver({ from: n, to: '8079', text });
-    assert.equal(st, 0);
-  };
-  await sayOn('HOC 4');
-  await e.waitFor(async () => (await e.sql("SELECT 1 FROM subscribers WHERE msisdn = $1 AND flow_state LIKE 'Q:%'", [n])).length === 1 &&
-    (await e.sql("SELECT 1 FROM mt_messages WHERE msisdn = $1 AND state <> 'delivered'", [n])).length === 0,
-    10000, 'the quiz to start, its first question delivered');
-  const [{ flow_state: state0 }] = await e.sql('SELECT flow_state FROM subscribers WHERE msisdn = $1', [n]);
-  const q = parseQuizState(state0);
+  await say(n, 'HOC 4', e);
+  const q = parseQuizState((await state(n, e)).flow_state);
   const before = e.sim.messages().length;
-  await sayOn(WRONG[answers.get(q.ids[0])]);
+  const texts = await say(n, WRONG[answers.get(q.ids[0])], e);
   let mts;
   await e.waitFor(async () => {
     mts = await e.sql(`SELECT m.text, m.state FROM mt_messages m JOIN mo_messages o ON o.id = m.mo_id
                        WHERE o.msisdn = $1 AND o.text <> 'HOC 4' ORDER BY m.id`, [n]);
-    return mts.length > 0 && mts.every((r) => r.state === 'delivered');
+    return mts.length === texts.length && mts.every((r) => r.state === 'delivered');
   }, 10000, 'the replies to the wrong answer, delivered');
   await e.waitFor(() => e.sim.messages().length >= before + mts.length, 10000, 'the replies on the air');
   const onAir = e.sim.messages().slice(before).filter((m) => m.to === n);
